@@ -1,0 +1,10 @@
+"""streamdehaze: dehaze video files, RTSP streams and webcams with AECR-Net."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import StreamDehazeError  # noqa: E402
+from .nets.registry import load_model  # noqa: E402
+
+__all__ = ["__version__", "StreamDehazeError", "load_model"]

@@ -1,0 +1,1 @@
+"""Networks: pure torch, no I/O. See :mod:`streamdehaze.nets.registry` for names."""

@@ -1,0 +1,37 @@
+"""The inference wrapper every model is used through.
+
+A :class:`Dehazer` maps ``(B, 3, H, W)`` float RGB in [0, 1] of any H, W to the dehazed
+``(B, 3, H, W)`` float in [0, 1]. It pads to the network's multiple (reflection), crops back and
+clamps. In eval mode each frame's output is independent of the other frames in its batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..ops.padding import crop_to, pad_to_multiple
+
+
+class Dehazer(nn.Module):
+    def __init__(self, net: nn.Module, name: str, multiple: int = 1, info: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.multiple = multiple
+        self.info = dict(info or {})
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.net.parameters():
+            return t.device
+        for t in self.net.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` float in [0, 1] → ``(B, 3, H, W)`` float in [0, 1]."""
+        xp, size = pad_to_multiple(x, self.multiple) if self.multiple > 1 else (x, x.shape[-2:])
+        return crop_to(self.net(xp), size).clamp(0.0, 1.0)
