@@ -1,0 +1,32 @@
+"""Options and output helpers shared by the commands."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+console = Console()
+console_err = Console(stderr=True)
+
+model_option = click.option(
+    "--model",
+    "-m",
+    type=click.Choice(["aecrnet", "dcp"]),
+    default="aecrnet",
+    show_default=True,
+    help="aecrnet: the shipped AECR-Net weights (or --weights); dcp: dark channel prior, needs no weights.",
+)
+weights_option = click.option(
+    "--weights",
+    "-w",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Weight file to use instead of the shipped one (official AECR-Net .pk/.pth or ours).",
+)
+device_option = click.option(
+    "--device",
+    "-d",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.",
+)

@@ -1,0 +1,52 @@
+"""``streamdehaze image``: dehaze still images into a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..errors import InputError
+from ..images import dehaze_image
+from ..io.stills import expand_inputs, read_image, write_image
+from ..nets.registry import load_model
+from .common import console, device_option, model_option, weights_option
+
+
+def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
+    outs = [out_dir / f"{p.stem}.png" for p in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, outs):
+        if dst in seen:
+            raise InputError(f"{src} and {seen[dst]} would both be written to {dst}; dehaze them into different folders")
+        seen[dst] = src
+    return outs
+
+
+@click.command("image")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Folder for DIR/<name>.png.")
+@model_option
+@weights_option
+@device_option
+def command(inputs: tuple[str, ...], output: str, model: str, weights: str | None, device: str) -> None:
+    """Dehaze images (files, folders or globs) and write OUTPUT/<input name>.png.
+
+    \b
+    Examples:
+      streamdehaze image samples/foggy_road.jpg --output out/
+      streamdehaze image 'photos/*.jpg' --output out/ --model dcp
+    """
+    paths = expand_inputs(inputs)
+    out_dir = Path(output)
+    outs = _output_paths(paths, out_dir)
+    dehazer = load_model(model, weights=weights, device=device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=len(paths) < 2, transient=True) as progress:
+        task = progress.add_task(f"dehazing ({model})", total=len(paths))
+        for src, dst in zip(paths, outs):
+            write_image(dst, dehaze_image(read_image(src), dehazer))
+            progress.advance(task)
+    console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} on {dehazer.device}")

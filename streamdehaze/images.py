@@ -1,0 +1,29 @@
+"""Dehazing still images through a :class:`Dehazer` (the API behind ``streamdehaze image``/``eval``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .nets.dehazer import Dehazer
+from .nets.registry import load_model
+from .ops.color import to_tensor, to_uint8
+
+
+def dehaze_image(
+    image: np.ndarray,
+    model: Dehazer | str = "aecrnet",
+    weights: str | None = None,
+    device: str | torch.device = "auto",
+) -> np.ndarray:
+    """Dehaze one ``(H, W, 3) uint8`` RGB image; returns the same shape and type.
+
+    ``model`` is a loaded :class:`Dehazer` (reuse it across calls) or a registry name.
+    """
+    if isinstance(model, str):
+        model = load_model(model, weights=weights, device=device)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    with torch.inference_mode():
+        x = to_tensor(image[None], device=model.device)
+        return to_uint8(model(x))[0].cpu().numpy()
