@@ -74,8 +74,10 @@ def main() -> None:
     device = resolve_device(args.device)
     rel = check_fold(args.ngf)
     print(f"machine: {platform.node()} {device_name(device)}; torch {torch.__version__}")
-    print(f"settings: AECR-Net ngf={args.ngf} ({count_parameters(AECRNet(ngf=args.ngf)):,} params), fp32, batch 1, "
-          f"folded FastDeconv, median of {args.repeats} after 1 warm-up")
+    print(
+        f"settings: AECR-Net ngf={args.ngf} ({count_parameters(AECRNet(ngf=args.ngf)):,} params), fp32, batch 1, "
+        f"folded FastDeconv, median of {args.repeats} after 1 warm-up"
+    )
     print(f"folded FastDeconv vs training-form layer: max relative difference {rel:.2e} (limit 1e-5)")
     assert rel <= 1e-5
     net = AECRNet(ngf=args.ngf).eval().fold_for_inference().to(device)
@@ -84,8 +86,10 @@ def main() -> None:
         flops = count_flops(net, h, w)
         times = time_forward(net, h, w, args.repeats, device)
         med = statistics.median(times)
-        print(f"{w}x{h}: {med * 1000:9.1f} ms/frame (min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}), "
-              f"{flops / 1e9:8.1f} GFLOP/frame, {flops / med / 1e9:6.1f} GFLOP/s")
+        print(
+            f"{w}x{h}: {med * 1000:9.1f} ms/frame (min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}), "
+            f"{flops / 1e9:8.1f} GFLOP/frame, {flops / med / 1e9:6.1f} GFLOP/s"
+        )
 
 
 if __name__ == "__main__":

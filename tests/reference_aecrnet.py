@@ -43,7 +43,9 @@ def _conv(x, sd, name, **kw):
 def _block(x, sd):
     res = F.relu(_conv(x, sd, "block.conv1", padding=1)) + x
     res = _conv(res, sd, "block.conv2", padding=1)
-    ca = torch.sigmoid(_conv(F.relu(_conv(res.mean((2, 3), keepdim=True), sd, "block.calayer.ca.0")), sd, "block.calayer.ca.2"))
+    ca = torch.sigmoid(
+        _conv(F.relu(_conv(res.mean((2, 3), keepdim=True), sd, "block.calayer.ca.0")), sd, "block.calayer.ca.2")
+    )
     res = res * ca
     pa = torch.sigmoid(_conv(F.relu(_conv(res, sd, "block.palayer.pa.0")), sd, "block.palayer.pa.2"))
     return res * pa + x
@@ -52,7 +54,9 @@ def _block(x, sd):
 def _dcn(x, sd):
     om = _conv(x, sd, "dcn_block.dcn.conv_offset_mask", padding=1)
     offset = torch.cat((om[:, :9], om[:, 9:18]), dim=1)
-    return deform_conv_reference(x, offset, torch.sigmoid(om[:, 18:]), sd["dcn_block.dcn.weight"], sd["dcn_block.dcn.bias"])
+    return deform_conv_reference(
+        x, offset, torch.sigmoid(om[:, 18:]), sd["dcn_block.dcn.weight"], sd["dcn_block.dcn.bias"]
+    )
 
 
 def _mix(a, b, w):

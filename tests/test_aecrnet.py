@@ -30,8 +30,10 @@ def test_official_checkpoint_cli_matches_independent_reference(official_checkpoi
     base = np.stack([xx / 96, yy / 64, (xx + yy) / 160], -1) * 180 + 40
     image = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
     write_image(tmp_path / "in.png", image)
-    result = CliRunner().invoke(main, ["image", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"),
-                                       "--weights", str(path), "--device", "cpu"])
+    result = CliRunner().invoke(
+        main,
+        ["image", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--weights", str(path), "--device", "cpu"],
+    )
     assert result.exit_code == 0, result.output
     ours = read_image(tmp_path / "out" / "in.png").astype(int)
     with torch.no_grad():
@@ -61,7 +63,9 @@ def test_padding_any_size_crops_back(size):
     assert y.shape == x.shape
     assert y.min() >= 0 and y.max() <= 1
     # The top-left region away from the padded border equals the result on the reflect-padded input.
-    xp = torch.nn.functional.pad(x, (0, (-size[1]) % 4, 0, (-size[0]) % 4), mode="reflect" if min(size) > 4 else "replicate")
+    xp = torch.nn.functional.pad(
+        x, (0, (-size[1]) % 4, 0, (-size[0]) % 4), mode="reflect" if min(size) > 4 else "replicate"
+    )
     with torch.no_grad():
         torch.testing.assert_close(y, dehazer.net(xp)[..., : size[0], : size[1]].clamp(0, 1))
 
@@ -88,7 +92,9 @@ def test_fastdeconv_training_statistics():
     evals, evecs = torch.linalg.eigh(cov)
     isqrt = evecs @ torch.diag(evals.rsqrt()) @ evecs.T
     torch.testing.assert_close(layer.running_mean, 0.1 * mean)
-    torch.testing.assert_close(layer.running_deconv, 0.9 * torch.eye(27, dtype=x.dtype) + 0.1 * isqrt, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(
+        layer.running_deconv, 0.9 * torch.eye(27, dtype=x.dtype) + 0.1 * isqrt, rtol=2e-3, atol=2e-3
+    )
     # Whitening: the transformed patches have (close to) identity covariance.
     white = (cols - mean) @ isqrt_newton_schulz(cov, 40)
     torch.testing.assert_close(white.T @ white / cols.shape[0], torch.eye(27, dtype=x.dtype), rtol=0, atol=0.05)

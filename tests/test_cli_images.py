@@ -28,7 +28,9 @@ def pair_dirs(tmp_path):
         hazy, clear = _hazy_clear(rng)
         write_image(tmp_path / "clear" / f"{scene}.png", clear)
         for level in (1, 2):
-            write_image(tmp_path / "hazy" / f"{scene}_{level}.png", (hazy.astype(int) + level).clip(0, 255).astype(np.uint8))
+            write_image(
+                tmp_path / "hazy" / f"{scene}_{level}.png", (hazy.astype(int) + level).clip(0, 255).astype(np.uint8)
+            )
     return tmp_path / "hazy", tmp_path / "clear"
 
 
@@ -39,7 +41,9 @@ def _psnr(a, b):
 
 def test_eval_json_matches_hand_computed_psnr(pair_dirs):
     hazy_dir, clear_dir = pair_dirs
-    result = CliRunner().invoke(main, ["eval", "--hazy", str(hazy_dir), "--clear", str(clear_dir), "--model", "dcp", "--json"])
+    result = CliRunner().invoke(
+        main, ["eval", "--hazy", str(hazy_dir), "--clear", str(clear_dir), "--model", "dcp", "--json"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     dehazed, inputs = [], []
@@ -55,7 +59,9 @@ def test_eval_json_matches_hand_computed_psnr(pair_dirs):
 
 def test_eval_table_and_unpaired_error(pair_dirs, tmp_path):
     hazy_dir, clear_dir = pair_dirs
-    result = CliRunner().invoke(main, ["eval", "--hazy", str(hazy_dir), "--clear", str(clear_dir), "-m", "dcp", "--per-image"])
+    result = CliRunner().invoke(
+        main, ["eval", "--hazy", str(hazy_dir), "--clear", str(clear_dir), "-m", "dcp", "--per-image"]
+    )
     assert result.exit_code == 0 and "1400_1.png" in result.output and "mean of 4" in result.output
     write_image(hazy_dir / "1999_1.png", np.zeros((8, 8, 3), np.uint8))
     result = CliRunner().invoke(main, ["eval", "--hazy", str(hazy_dir), "--clear", str(clear_dir), "-m", "dcp"])

@@ -68,7 +68,9 @@ def test_shape_mismatch_is_named(tmp_path, official_checkpoint):
     sd = dict(sd)
     sd["block.conv1.weight"] = torch.zeros(256, 256, 5, 5)
     torch.save({"model": sd}, tmp_path / "bad.pk")
-    with pytest.raises(ModelError, match=r"block.conv1.weight has shape \(256, 256, 5, 5\), expected \(256, 256, 3, 3\)"):
+    with pytest.raises(
+        ModelError, match=r"block.conv1.weight has shape \(256, 256, 5, 5\), expected \(256, 256, 3, 3\)"
+    ):
         load_model("aecrnet", weights=tmp_path / "bad.pk", device="cpu")
 
 

@@ -70,7 +70,10 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
         for r in rows:
             table.add_row(r["image"], *(f"{r[k]:.3f}" if "ssim" in k else f"{r[k]:.2f}" for k in keys))
     mean = _summary(rows)
-    table.add_row(f"[bold]mean of {len(rows)}[/]", *(f"[bold]{mean[k]:.4f}[/]" if "ssim" in k else f"[bold]{mean[k]:.2f}[/]" for k in keys))
+    table.add_row(
+        f"[bold]mean of {len(rows)}[/]",
+        *(f"[bold]{mean[k]:.4f}[/]" if "ssim" in k else f"[bold]{mean[k]:.2f}[/]" for k in keys),
+    )
     return table
 
 

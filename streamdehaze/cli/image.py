@@ -19,7 +19,9 @@ def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
     seen: dict[Path, Path] = {}
     for src, dst in zip(inputs, outs):
         if dst in seen:
-            raise InputError(f"{src} and {seen[dst]} would both be written to {dst}; dehaze them into different folders")
+            raise InputError(
+                f"{src} and {seen[dst]} would both be written to {dst}; dehaze them into different folders"
+            )
         seen[dst] = src
     return outs
 
