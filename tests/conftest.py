@@ -10,6 +10,8 @@ import torch
 
 from streamdehaze.nets.aecrnet import AECRNet
 
+pytest_plugins = ["conftest_rtsp"]
+
 DATA = Path(os.environ.get("STREAMDEHAZE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

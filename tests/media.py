@@ -1,0 +1,187 @@
+"""Test media made on the fly with PyAV: test-pattern clips (optionally VFR, with AAC audio, with
+rotation metadata), damaged copies, and readers that give back frames, timestamps and packets.
+
+Every frame carries its index as 8 black/white blocks along its bottom edge, which survive H.264
+compression even at 64x48, so tests can check order and drops with :func:`read_index`.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+# Durations (ms) cycled through for variable frame rate clips: irregular on purpose.
+VFR_STEPS_MS = (40, 20, 60, 33, 47, 100, 25)
+INDEX_BITS = 8
+
+
+def pattern_frame(index: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    """Frame ``index`` of the test pattern: ``(H, W, 3) uint8`` RGB.
+
+    Smooth colour gradients that drift with ``index`` over the top, ``INDEX_BITS`` blocks at the
+    bottom encoding ``index`` in binary (most significant bit first; white = 1).
+    """
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.empty((h, w, 3), np.float32)
+    img[..., 0] = 128 + 100 * np.sin((x + 3 * index) / max(w, 1) * 2 * np.pi)
+    img[..., 1] = 40 + 170 * y / max(h - 1, 1)
+    img[..., 2] = (64 + 5 * index) % 200 + 20
+    bar = max(h // 6, 2)
+    block = w // INDEX_BITS
+    for bit in range(INDEX_BITS):
+        on = (index >> (INDEX_BITS - 1 - bit)) & 1
+        img[h - bar :, bit * block : (bit + 1) * block] = 255 if on else 0
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def read_index(image: np.ndarray) -> int:
+    """The index encoded by :func:`pattern_frame` in a (possibly compressed) ``(H, W, 3)`` frame."""
+    h, w = image.shape[:2]
+    bar = max(h // 6, 2)
+    block = w // INDEX_BITS
+    value = 0
+    for bit in range(INDEX_BITS):
+        # Centre of each block only: compression blurs the block borders.
+        cell = image[h - bar + bar // 4 : h - bar // 4, bit * block + block // 4 : (bit + 1) * block - block // 4]
+        value = (value << 1) | int(cell.mean() > 127)
+    return value
+
+
+def vfr_pts_ms(n_frames: int) -> list[int]:
+    """Presentation times in milliseconds of a VFR clip's frames (first frame at 0)."""
+    pts, t = [], 0
+    for i in range(n_frames):
+        pts.append(t)
+        t += VFR_STEPS_MS[i % len(VFR_STEPS_MS)]
+    return pts
+
+
+def _add_audio(out: av.container.OutputContainer, seconds: float, rate: int = 16000):
+    stream = out.add_stream("aac", rate=rate, layout="mono")
+    frames = []
+    n = int(seconds * rate) + 1024
+    t = np.arange(n) / rate
+    tone = (0.3 * np.sin(2 * np.pi * (220 + 200 * t) * t)).astype(np.float32)  # chirp: packets all differ
+    for k, start in enumerate(range(0, n - 1023, 1024)):
+        frame = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = k * 1024
+        frame.time_base = Fraction(1, rate)
+        frames.append(frame)
+    return stream, frames
+
+
+def make_clip(
+    path: str | os.PathLike,
+    n_frames: int = 10,
+    size: tuple[int, int] = (64, 48),
+    fps: int = 25,
+    vfr: bool = False,
+    audio: bool = False,
+    rotation: int = 0,
+    codec: str = "libx264",
+    gop: int | None = None,
+) -> Path:
+    """Write a test clip of ``n_frames`` :func:`pattern_frame` frames and return its path.
+
+    ``vfr``: irregular frame durations from ``VFR_STEPS_MS`` in a 1/1000 time base (see
+    :func:`vfr_pts_ms`); otherwise constant ``fps``. ``audio``: adds an AAC mono track (a chirp)
+    covering the video. ``rotation``: display-matrix rotation in degrees. ``gop``: keyframe
+    interval in frames (default: ``fps``). The container follows the extension (.mp4, .mkv, ...).
+    """
+    path = Path(path)
+    time_base = Fraction(1, 1000) if vfr else Fraction(1, fps)
+    pts = vfr_pts_ms(n_frames) if vfr else list(range(n_frames))
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=fps)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = time_base
+        video.time_base = time_base
+        video.codec_context.gop_size = gop or fps
+        if codec == "libx264":
+            video.codec_context.options = {"preset": "ultrafast", "crf": "18"}
+        if rotation:
+            video.set_display_rotation(rotation)
+        seconds = float((pts[-1] + (VFR_STEPS_MS[0] if vfr else 1)) * time_base) if n_frames else 0.0
+        audio_stream, audio_frames = _add_audio(out, seconds) if audio else (None, [])
+        pending = list(audio_frames)
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(i, size), format="rgb24")
+            frame.pts, frame.time_base = pts[i], time_base
+            out.mux(video.encode(frame))
+            while pending and pending[0].pts / pending[0].sample_rate <= float(pts[i] * time_base):
+                out.mux(audio_stream.encode(pending.pop(0)))
+        out.mux(video.encode(None))
+        for frame in pending:
+            out.mux(audio_stream.encode(frame))
+        if audio_stream is not None:
+            out.mux(audio_stream.encode(None))
+    return path
+
+
+def make_images(folder: str | os.PathLike, n: int, size=(64, 48), name: str = "frame_{}.png") -> list[Path]:
+    """Write ``n`` pattern frames as images ``name.format(i)`` (unpadded numbers) into ``folder``."""
+    import cv2
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / name.format(i)
+        cv2.imwrite(str(p), cv2.cvtColor(pattern_frame(i, size), cv2.COLOR_RGB2BGR))
+        paths.append(p)
+    return paths
+
+
+def truncate(src: str | os.PathLike, dst: str | os.PathLike, keep: float = 0.6) -> Path:
+    """Copy the first ``keep`` fraction of ``src``'s bytes to ``dst`` (a download cut short)."""
+    data = Path(src).read_bytes()
+    Path(dst).write_bytes(data[: int(len(data) * keep)])
+    return Path(dst)
+
+
+def corrupt(src: str | os.PathLike, dst: str | os.PathLike, start: float = 0.0, length: int = 4096) -> Path:
+    """Copy ``src`` to ``dst`` with ``length`` bytes from fraction ``start`` replaced by noise."""
+    data = bytearray(Path(src).read_bytes())
+    at = int(len(data) * start)
+    noise = np.random.default_rng(0).integers(0, 256, size=min(length, len(data) - at), dtype=np.uint8)
+    data[at : at + len(noise)] = noise.tobytes()
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
+def read_video(path: str | os.PathLike) -> list[tuple[int | None, Fraction, np.ndarray]]:
+    """All decoded video frames of ``path`` as ``(pts, time_base, (H, W, 3) uint8 RGB)``."""
+    with av.open(str(path)) as inp:
+        return [(f.pts, f.time_base, f.to_ndarray(format="rgb24")) for f in inp.decode(video=0)]
+
+
+def video_times(path: str | os.PathLike) -> list[float]:
+    """Presentation times in seconds of all decoded video frames of ``path``."""
+    return [float(pts * tb) for pts, tb, _ in read_video(path)]
+
+
+def audio_packets(path: str | os.PathLike) -> list[bytes]:
+    """Payloads of all audio packets of ``path``'s first audio stream, in demux order."""
+    with av.open(str(path)) as inp:
+        if not inp.streams.audio:
+            return []
+        return [bytes(p) for p in inp.demux(inp.streams.audio[0]) if p.size]
+
+
+def probe(path: str | os.PathLike) -> dict:
+    """A few facts about ``path``: stream types, video size, frame count, rotation of the first frame."""
+    with av.open(str(path)) as inp:
+        kinds = [s.type for s in inp.streams]
+        first = next(inp.decode(video=0), None) if inp.streams.video else None
+        return {
+            "streams": kinds,
+            "size": None if first is None else (first.width, first.height),
+            "rotation": 0 if first is None else int(first.rotation) % 360,
+        }
