@@ -1,0 +1,131 @@
+"""Box filter, guided filter (He et al., 2010/2013) and the local affine fit behind "guided transfer".
+
+All functions are batched over ``(B, C, H, W)`` tensors and run on the tensor's device. Box filters
+use cumulative sums, so their cost does not depend on the radius; half precision inputs are
+filtered in float32 (cumulative sums in fp16 lose too many digits) and cast back.
+
+Guided transfer (working resolution → full resolution): with ``low_in`` a downscaled frame and
+``low_out`` the model's output for it, ``a, b = fit_affine(low_in, low_out, r, eps)`` fits
+``out_c ≈ a_c · in_c + b_c`` in every window, and ``apply_affine(a, b, full_in)`` upsamples the
+coefficients and applies them to the full-resolution frame (the "fast guided filter").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Sum over the window ``[i - radius, i + radius]`` along ``dim``, clipped at the borders.
+
+    From the inclusive cumulative sum ``c``: ``c[min(i + r, n - 1)] - c[i - r - 1]`` (no second term
+    when ``i - r - 1 < 0``), written with slices into one output (gathering by index is ~3× slower on CPU).
+    """
+    n = x.shape[dim]
+    r = min(radius, n - 1)
+    c = x.cumsum(dim)
+    out = torch.empty_like(c)
+    last = c.narrow(dim, n - 1, 1)
+    # i <= r: the window starts at 0; its end i + r is inside for the first `inner` of them
+    head, inner = min(r + 1, n), min(r + 1, n - r)
+    out.narrow(dim, 0, inner).copy_(c.narrow(dim, r, inner))
+    if head > inner:
+        rest = out.narrow(dim, inner, head - inner)
+        rest.copy_(last.expand_as(rest))
+    # i > r: subtract c[i - r - 1]; the end is inside for `mid` of them, clipped to n - 1 after
+    mid = max(0, n - 2 * r - 1)
+    if mid:
+        torch.sub(c.narrow(dim, 2 * r + 1, mid), c.narrow(dim, 0, mid), out=out.narrow(dim, r + 1, mid))
+    tail = n - head - mid
+    if tail:
+        torch.sub(last, c.narrow(dim, mid, tail), out=out.narrow(dim, head + mid, tail))
+    return out
+
+
+def _window_counts(n: int, radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """How many samples each clipped window of length ``2 * radius + 1`` holds, shape ``(n,)``."""
+    idx = torch.arange(n, device=device)
+    return ((idx + radius + 1).clamp(max=n) - (idx - radius).clamp(min=0)).to(dtype)
+
+
+def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a ``(2r+1) × (2r+1)`` window of ``(B, C, H, W)`` → ``(B, C, H, W)``, same dtype.
+
+    Windows are clipped at the borders and normalised by the number of pixels they contain (as in
+    He et al.'s reference code), so a constant image stays constant. ``radius`` 0 returns ``x``.
+    """
+    if radius < 0:
+        raise ValueError(f"box filter radius must be >= 0, got {radius}")
+    if radius == 0:
+        return x
+    orig = x.dtype
+    work = x.float() if orig in _LOW_PRECISION else x
+    h, w = work.shape[-2:]
+    s = _box_sum_1d(_box_sum_1d(work, radius, -2), radius, -1)
+    ch = _window_counts(h, radius, work.device, work.dtype)
+    cw = _window_counts(w, radius, work.device, work.dtype)
+    return (s / (ch[:, None] * cw[None, :])).to(orig)
+
+
+def fit_affine(
+    low_in: torch.Tensor, low_out: torch.Tensor, radius: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local affine fit ``out ≈ a · in + b`` per channel, coefficients box-averaged.
+
+    ``low_in``: ``(B, Ci, h, w)`` with ``Ci`` 1 (one guide for every output channel) or ``C``;
+    ``low_out``: ``(B, C, h, w)``. Returns ``(a, b)``, each ``(B, C, h, w)`` (float32 for half inputs):
+    ``a = cov(in, out) / (var(in) + eps)``, ``b = mean(out) − a · mean(in)`` in every
+    ``(2r+1)²`` window, then both averaged over the windows covering each pixel. ``eps`` bounds
+    how steep ``a`` gets in flat regions (larger = smoother).
+    """
+    if low_in.shape[-2:] != low_out.shape[-2:] or low_in.shape[0] != low_out.shape[0]:
+        raise ValueError(f"fit_affine: in {tuple(low_in.shape)} and out {tuple(low_out.shape)} differ in B, H or W")
+    if low_in.shape[1] not in (1, low_out.shape[1]):
+        raise ValueError(f"fit_affine: in has {low_in.shape[1]} channels; expected 1 or {low_out.shape[1]}")
+    x = low_in.float() if low_in.dtype in _LOW_PRECISION else low_in
+    y = low_out.to(x.dtype)
+    ci, c = x.shape[1], y.shape[1]
+    # one batched box filter for all four statistics
+    stats = box_filter(torch.cat([x, y, x * x, x * y], 1), radius)
+    mean_x, mean_y, mean_xx, mean_xy = torch.split(stats, [ci, c, ci, c], 1)
+    var_x = (mean_xx - mean_x * mean_x).clamp_(min=0.0)  # cancellation can make it slightly negative
+    a = (mean_xy - mean_x * mean_y) / (var_x + eps)
+    b = mean_y - a * mean_x
+    ab = box_filter(torch.cat([a, b], 1), radius)
+    return ab[:, :c], ab[:, c:]
+
+
+def apply_affine(a: torch.Tensor, b: torch.Tensor, full_in: torch.Tensor) -> torch.Tensor:
+    """``a · full_in + b`` with ``a, b`` ``(B, C, h, w)`` upsampled bilinearly to ``full_in``'s size.
+
+    ``full_in``: ``(B, Ci, H, W)`` with ``Ci`` 1 or ``C`` (as given to :func:`fit_affine`).
+    Upsampling uses ``align_corners=False`` (pixel centres), so ``h, w == H, W`` applies the
+    coefficients as they are. Returns ``(B, C, H, W)`` in ``full_in``'s dtype, clamped to [0, 1].
+    """
+    size = full_in.shape[-2:]
+    if a.shape[-2:] != size:
+        ab = F.interpolate(torch.cat([a, b], 1), size=size, mode="bilinear", align_corners=False)
+        a, b = ab[:, : a.shape[1]], ab[:, a.shape[1] :]
+    out = torch.addcmul(b, a, full_in.to(a.dtype))
+    return out.clamp_(0.0, 1.0).to(full_in.dtype)
+
+
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """Edge-preserving smoothing of ``src`` ``(B, C, H, W)`` guided by ``guide`` ``(B, 1 or C, H, W)``.
+
+    He et al.'s guided filter with a gray (one-channel) or per-channel guide: ``q = mean(a) · I +
+    mean(b)``. Output ``(B, C, H, W)`` in ``src``'s dtype, not clamped (a refined transmission may
+    slightly over/undershoot; the caller clamps where needed).
+    """
+    a, b = fit_affine(guide, src, radius, eps)
+    q = torch.addcmul(b, a, guide.to(a.dtype))
+    return q.to(src.dtype)
+
+
+def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` RGB → ``(B, 1, H, W)`` luma (ITU-R BT.601 weights), same range and dtype."""
+    w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
