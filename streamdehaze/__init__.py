@@ -4,7 +4,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .api import dehaze_video  # noqa: E402
 from .errors import StreamDehazeError  # noqa: E402
 from .nets.registry import load_model  # noqa: E402
+from .pipeline.runner import Pipeline  # noqa: E402
 
-__all__ = ["__version__", "StreamDehazeError", "load_model"]
+__all__ = ["__version__", "StreamDehazeError", "load_model", "dehaze_video", "Pipeline"]

@@ -1,0 +1,90 @@
+"""Python API for video: ``dehaze_video(src, dst)`` and the :class:`Pipeline` builder behind it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .devices import resolve_device
+from .frames import Frame
+from .nets.registry import load_model
+from .pipeline.runner import Pipeline, Progress
+
+
+def build_pipeline(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    model: str | nn.Module = "aecrnet",
+    weights: str | os.PathLike | None = None,
+    device: str = "auto",
+    batch: int = 4,
+    precision: str = "fp32",
+    *,
+    codec: str = "libx264",
+    crf: int = 18,
+    preset: str = "veryfast",
+    start: float | None = None,
+    duration: float | None = None,
+    max_frames: int | None = None,
+    timeout: float = 5.0,
+    on_write: Callable[[Frame], None] | None = None,
+) -> Pipeline:
+    """A ready :class:`Pipeline` from ``src`` (file, rtsp://, webcam:N, image folder) to ``dst``.
+
+    ``dst`` is a video file (container from its extension) or, ending in ``/``, a folder of
+    numbered PNGs. Audio is copied from ``src`` when it is a file. Nothing is opened yet: the
+    source and sink open when the pipeline runs. ``model`` is a registry name or a Dehazer.
+    """
+    from .io.sinks import open_sink
+    from .io.sources import open_source
+
+    source = open_source(os.fspath(src), start=start, timeout=timeout)
+    audio_from = os.fspath(src) if not source.is_live and Path(os.fspath(src)).is_file() else None
+    sink = open_sink(
+        os.fspath(dst), codec=codec, crf=crf, preset=preset, audio_from=audio_from, start=start, duration=duration
+    )
+    if isinstance(model, nn.Module):
+        dehazer, dev = model, None  # a ready model runs where it is
+    else:
+        dev = resolve_device(device)
+        dehazer = load_model(model, weights=weights, device=dev)
+    return Pipeline(
+        source,
+        dehazer,
+        sink,
+        batch=batch,
+        precision=precision,
+        device=dev,
+        max_frames=max_frames,
+        duration=duration,
+        on_write=on_write,
+    )
+
+
+def dehaze_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    model: str | nn.Module = "aecrnet",
+    weights: str | os.PathLike | None = None,
+    device: str = "auto",
+    batch: int = 4,
+    precision: str = "fp32",
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Dehaze a video or stream ``src`` into ``dst`` and return a summary dict.
+
+    ``options``: codec, crf, preset, start, duration (seconds), max_frames, timeout (see
+    :func:`build_pipeline`). The summary holds ``status``, ``frames_read``, ``frames_written``,
+    ``dropped``, ``fps``, ``wall_s`` and per-stage ``stages`` (frames, busy share, capacity fps).
+    Errors raise :class:`~streamdehaze.errors.StreamDehazeError` subclasses and leave no output
+    file; Ctrl-C writes what was processed and re-raises KeyboardInterrupt.
+    """
+    pipe = build_pipeline(src, dst, model, weights, device, batch, precision, **options)
+    stats = pipe.run(on_progress)
+    return {"output": os.fspath(dst), "model": getattr(pipe.engine.model, "name", None), **stats.as_dict()}

@@ -1,0 +1,86 @@
+"""``streamdehaze bench``: one JSON object with every figure, the machine and the settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from media import make_clip
+
+from streamdehaze.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = ("model_fps", "engine_fps", "decode_fps", "encode_fps", "end_to_end_fps")
+
+
+def bench(*args: str) -> dict:
+    result = CliRunner().invoke(main, ["bench", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # the whole of stdout is one JSON object
+
+
+def test_bench_json_has_every_figure_machine_and_settings():
+    r = bench("--model", "dcp", "--resolution", "64x48", "--frames", "6", "--warmup", "2", "--batch", "2")
+    for key in FIGURES:
+        assert r[key] > 0, key
+    assert r["end_to_end_over_model"] == pytest.approx(r["end_to_end_fps"] / r["model_fps"])
+    slowest = min(r["decode_fps"], r["model_fps"], r["encode_fps"])
+    assert r["end_to_end_over_slowest"] == pytest.approx(r["end_to_end_fps"] / slowest)
+    for key in ("device_name", "torch_version", "cuda_version", "av_version"):
+        assert key in r
+    s = r["settings"]
+    assert (s["model"], s["resolution"], s["batch"], s["precision"], s["frames"], s["warmup"]) == (
+        "dcp", "64x48", 2, "fp32", 6, 2
+    )  # fmt: skip
+    # the end-to-end run went through all three stages with warm-up + timed frames
+    assert set(r["stages"]) == {"decode", "inference", "encode"}
+    assert all(st["frames"] == 8 for st in r["stages"].values())
+
+
+def test_bench_random_weights_aecrnet_and_input_file(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", n_frames=6, size=(48, 32))
+    r = bench("--random-weights", "--ngf", "4", "--input", str(clip), "--frames", "4", "--warmup", "1")
+    assert r["settings"]["resolution"] == "48x32" and r["settings"]["random_weights"] is True
+    assert r["settings"]["model"] == "aecrnet" and r["end_to_end_fps"] > 0
+    assert r["stages"]["encode"]["frames"] == 5
+
+
+def test_bench_human_output_names_the_machine_and_every_result():
+    result = CliRunner().invoke(main, ["bench", "--model", "dcp", "-r", "32x24", "--frames", "2", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    for text in ("device_name", "torch_version", "cuda_version", "model only", "end to end", "encode only", "32x24"):
+        assert text in result.stdout, text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resolution", "720p"], "expected WIDTHxHEIGHT"),
+        (["--resolution", "65x48"], "even sizes"),
+        (["--random-weights", "--weights", "x.pt"], "exclude each other"),
+        (["--model", "aecrnet", "--weights", "missing.pt"], "missing.pt"),
+    ],
+)
+def test_bench_bad_options_are_one_line(args, message):
+    result = CliRunner().invoke(main, ["bench", *args])
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_clip_length():
+    """Peak RSS of 300 vs 3000 frames (320x240, dcp) within 15 %: see benchmarks/memory.py."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "memory.py"), "--frames", "300", "3000", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr
+    peaks = {int(k): v["peak_rss_mb"] for k, v in json.loads(proc.stdout)["runs"].items()}
+    assert peaks[3000] <= 1.15 * peaks[300], peaks
