@@ -136,14 +136,7 @@ def test_run_errors_are_one_line_and_leave_no_output(case, bad_inputs, tmp_path)
     assert files_in(tmp_path) == set()
 
 
-WEBCAM_NOISE = pytest.mark.xfail(
-    reason="OpenCV's own warnings reach stderr from io/webcam.py (needs cv2.utils.logging.setLogLevel)", strict=False
-)
-
-
-@pytest.mark.parametrize(
-    "case", ["missing file", "corrupt file", "unreachable rtsp", pytest.param("missing webcam", marks=WEBCAM_NOISE)]
-)
+@pytest.mark.parametrize("case", ["missing file", "corrupt file", "unreachable rtsp", "missing webcam"])
 def test_run_errors_in_a_real_process(case, bad_inputs, tmp_path):
     t0 = time.monotonic()
     proc = subprocess.run(CLI + run_args(case, bad_inputs[case], tmp_path), capture_output=True, text=True, timeout=120)

@@ -113,7 +113,13 @@ class WebcamSource(Source):
     def _open_cv(self) -> bool:
         import cv2
 
-        capture = cv2.VideoCapture(self.device)
+        # OpenCV logs its own warnings for a missing device; our SourceError says it in one line.
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            capture = cv2.VideoCapture(self.device)
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         if not capture.isOpened():
             capture.release()
             return False
