@@ -1,0 +1,181 @@
+"""The training configuration: one dataclass, loadable from JSON/TOML, checked before training.
+
+Precedence (CLI): built-in defaults < config file < options given on the command line. The
+resolved configuration is printed at start, saved beside the checkpoints (``config.json``) and
+stored in every checkpoint, so ``--resume`` continues with exactly the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import TrainError
+
+CR_ENCODERS = ("imagenet", "random")
+
+# Keys that may differ when resuming: they change where/how often things are written, not the
+# optimisation itself (everything else would make "resume" a different run).
+RUNTIME_KEYS = frozenset(
+    {"out", "device", "workers", "threads", "log_every", "ckpt_every", "val_every", "val_limit", "amp"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Batch sizes are per process (see ``accum``)."""
+
+    data: list[str] = field(default_factory=list)  # "DIR[@W]" pairs (DIR/hazy + DIR/clear), "synth:PATH[@W]"
+    val: str | None = None  # paired folder for periodic PSNR/SSIM (DIR/hazy + DIR/clear)
+    out: str = "runs/aecrnet"  # checkpoints (last.pt, best.pt), log.csv, config.json
+    ngf: int = 64  # network width (64 = the paper's network)
+    crop: int = 256  # square training crops, a multiple of 4
+    batch_size: int = 4  # images per optimiser step and process
+    accum: int = 1  # micro-batches the batch is split into (FastDeconv statistics per micro-batch)
+    steps: int = 100_000  # optimiser steps of the whole schedule
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup: int = 0  # linear warm-up steps before the cosine decay
+    clip_grad: float = 0.0  # max global gradient norm; 0 = no clipping
+    cr_weight: float = 0.1  # λ of L1 + λ·CR; 0 = L1 only (no VGG needed)
+    cr_encoder: str = "imagenet"  # imagenet (torchvision cache or vgg_weights) | random (fixed seeded VGG19)
+    vgg_weights: str | None = None  # torchvision's vgg19-dcbb9e9d.pth, if not in torch.hub's cache
+    cr_negatives: int = 0  # extra negatives per image: other hazy images of the (micro-)batch
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2  # data loader processes
+    threads: int = 0  # torch CPU threads per process (0 = torch's default)
+    log_every: int = 10
+    ckpt_every: int = 1000
+    val_every: int = 1000
+    val_limit: int = 50  # at most this many validation pairs
+    val_crop: int = 0  # centre-crop validation images to this size (0 = full images)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build from a (file or checkpoint) dict; unknown keys and wrong types raise :class:`TrainError`."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in d.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise TrainError(f"unknown config key {key!r}; expected some of: {', '.join(sorted(known))}")
+            kwargs[name] = _coerce(name, value, cls.__dataclass_fields__[name].default)
+        return cls(**kwargs)
+
+    def validate(self) -> TrainConfig:
+        """Check values that would only fail later (or silently); returns ``self``."""
+        if not self.data:
+            raise TrainError(
+                "no training data: pass --data DIR (a folder with hazy/ and clear/) or set data in --config"
+            )
+        _check(self.crop >= 16 and self.crop % 4 == 0, f"crop {self.crop}: expected a multiple of 4, at least 16")
+        _check(self.batch_size >= 1 and self.accum >= 1, "batch_size and accum must be at least 1")
+        _check(
+            self.batch_size % self.accum == 0,
+            f"batch_size {self.batch_size} is not divisible by accum {self.accum}; pick a batch that splits evenly",
+        )
+        micro = self.batch_size // self.accum
+        _check(self.ngf >= 2 and self.ngf % 2 == 0, f"ngf {self.ngf}: expected an even width of at least 2 (paper: 64)")
+        _check(self.steps >= 1, f"steps {self.steps}: expected at least 1")
+        _check(self.lr > 0 and all(0 <= b < 1 for b in self.betas), f"lr {self.lr} / betas {self.betas} out of range")
+        _check(self.cr_weight >= 0, f"cr_weight {self.cr_weight}: expected >= 0")
+        _check(self.cr_encoder in CR_ENCODERS, f"cr_encoder {self.cr_encoder!r}: expected one of {CR_ENCODERS}")
+        _check(
+            self.cr_encoder != "random" or not self.vgg_weights,
+            "--vgg-weights was given with --cr-encoder random; drop one of them",
+        )
+        _check(
+            0 <= self.cr_negatives < micro or self.cr_negatives == 0,
+            f"cr_negatives {self.cr_negatives}: needs at most {micro - 1} (other images of a micro-batch of {micro})",
+        )
+        for name in ("log_every", "ckpt_every", "val_every", "val_limit"):
+            _check(getattr(self, name) >= 1, f"{name} {getattr(self, name)}: expected at least 1")
+        _check(
+            min(self.workers, self.threads, self.warmup) >= 0 and self.clip_grad >= 0,
+            "workers, threads, warmup and clip_grad must be >= 0",
+        )
+        return self
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise TrainError(message)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Light type check for config-file values (a TOML/JSON typo should fail here, not at step 900)."""
+    if name == "data":
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TrainError(f"config data: expected a list of folder specs, got {value!r}")
+        return list(value)
+    if name == "betas":
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise TrainError(f"config betas: expected two numbers, got {value!r}")
+        return (float(value[0]), float(value[1]))
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TrainError(f"config {name}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TrainError(f"config {name}: expected a number, got {value!r}")
+        if isinstance(default, int) and float(value) != int(value):
+            raise TrainError(f"config {name}: expected an integer, got {value!r}")
+        return type(default)(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise TrainError(f"config {name}: expected a string, got {value!r}")
+    return value
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON (``.json``) or TOML (any other extension) config file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except (ValueError, ImportError) as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise TrainError(f"{path}: not a valid {'JSON' if path.suffix == '.json' else 'TOML'} file ({exc})") from None
+    if not isinstance(data, dict):
+        raise TrainError(f"{path}: expected a table of settings, got {type(data).__name__}")
+    return data
+
+
+def check_resume_compatible(saved: TrainConfig, requested: dict[str, Any]) -> TrainConfig:
+    """The checkpoint's config with the runtime keys of ``requested`` applied.
+
+    ``requested`` holds only keys the user set explicitly; any that would change the optimisation
+    raises :class:`TrainError` (an exact resume must not silently become another run).
+    """
+    merged = saved.to_dict()
+    for key, value in requested.items():
+        if key in RUNTIME_KEYS:
+            merged[key] = value
+        elif _norm(value) != _norm(merged.get(key)):
+            raise TrainError(
+                f"--resume continues the checkpoint's run, but {key} = {value!r} differs from its {merged.get(key)!r}; "
+                f"drop the option (only {', '.join(sorted(RUNTIME_KEYS))} may change) or start a new run"
+            )
+    return TrainConfig.from_dict(merged)
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v

@@ -1,0 +1,317 @@
+"""Training data: paired folders, synthetic haze, weighted mixing, deterministic augmentation.
+
+Sources (``--data``, repeatable):
+
+* ``DIR`` or ``DIR@W``: a paired folder, ``DIR/hazy`` + ``DIR/clear`` (or ``gt``/``GT``), paired
+  by :func:`streamdehaze.pairs.find_pairs` (same name, or the part of the hazy name before the
+  first ``_``: ``1400_3.png`` → ``1400.png``, RESIDE's ``0001_0.8_0.2.jpg`` → ``0001.jpg``);
+* ``synth:PATH`` or ``synth:PATH@W``: clear images (a folder) or a video file whose frames
+  are hazed on the fly by :mod:`streamdehaze.train.haze`.
+
+Mixing: the weight ``W`` (default 1) is a repeat factor: an epoch visits ``round(W · n)`` items of
+a source of ``n`` (``@2``: every image twice; ``@0.5``: a different half each epoch).
+
+Determinism: every random choice for a sample (which item of a source, crop, flip, rotation,
+haze) is drawn from a generator seeded by ``(seed, epoch, index)``. The sampler yields
+``(epoch, index)`` keys, so a sample is the same whichever process or worker loads it, and a
+resumed run sees exactly the samples it would have seen.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ..errors import DataError, InputError, StreamDehazeError
+from ..io.stills import IMAGE_EXTENSIONS, natural_key, read_image
+from ..pairs import find_pairs
+from .haze import random_haze
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v")
+CLEAR_NAMES = ("clear", "gt", "GT")
+MAX_BORDER = 40  # clear images up to this many pixels larger are centre-cropped (RESIDE ITS: 640×480 vs 620×460)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str  # "pairs" | "synth"
+    path: Path
+    weight: float = 1.0
+
+
+def parse_source(spec: str) -> SourceSpec:
+    """``DIR``, ``DIR@W``, ``synth:PATH``, ``synth:PATH@W`` → :class:`SourceSpec`."""
+    kind, rest = ("synth", spec[len("synth:") :]) if spec.startswith("synth:") else ("pairs", spec)
+    weight = 1.0
+    if "@" in rest:
+        rest, w = rest.rsplit("@", 1)
+        try:
+            weight = float(w)
+        except ValueError:
+            raise DataError(f"--data {spec}: weight {w!r} is not a number (expected DIR@2 or DIR@0.5)") from None
+        if weight <= 0:
+            raise DataError(f"--data {spec}: weight must be positive")
+    return SourceSpec(kind, Path(rest), weight)
+
+
+def paired_dirs(root: Path) -> tuple[Path, Path]:
+    """``(root/hazy, root/clear|gt|GT)``; :class:`DataError` naming what is missing."""
+    if not root.is_dir():
+        raise DataError(f"training data folder not found: {root}")
+    clear = next((root / n for n in CLEAR_NAMES if (root / n).is_dir()), None)
+    if not (root / "hazy").is_dir() or clear is None:
+        raise DataError(
+            f"{root}: expected sub-folders hazy/ and clear/ (or gt/); use synth:{root} for clear images only"
+        )
+    return root / "hazy", clear
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image  # header only: cheap (Pillow comes with torchvision)
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:
+        raise DataError(f"{path}: not a readable image") from None
+
+
+class PairedImages:
+    """Hazy/clear pairs of a folder; sizes checked up front. ``load(i)`` → two ``(H, W, 3) uint8``."""
+
+    def __init__(self, root: Path) -> None:
+        self.name = str(root)
+        self.pairs = find_pairs(*paired_dirs(root))
+        for hazy, clear in self.pairs:
+            (hh, hw), (ch, cw) = _image_size(hazy), _image_size(clear)
+            if not (0 <= ch - hh <= MAX_BORDER and 0 <= cw - hw <= MAX_BORDER):
+                raise DataError(f"{hazy.name} is {hw}×{hh} but its clear partner {clear.name} is {cw}×{ch}")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        hazy, clear = (_read(p) for p in self.pairs[i])
+        dy, dx = clear.shape[0] - hazy.shape[0], clear.shape[1] - hazy.shape[1]
+        clear = clear[dy // 2 : dy // 2 + hazy.shape[0], dx // 2 : dx // 2 + hazy.shape[1]]
+        return hazy, clear
+
+
+class ClearImages:
+    """Clear pictures for synthetic haze: an image folder, or a video (frames kept in memory).
+
+    A video contributes at most ``max_frames`` frames spread evenly, scaled to at most
+    ``max_side`` pixels on the long side (enough for training crops, bounded memory).
+    """
+
+    def __init__(self, path: Path, max_frames: int = 500, max_side: int = 960) -> None:
+        self.name = f"synth:{path}"
+        self.files: list[Path] = []
+        self.frames: list[np.ndarray] = []
+        if path.is_dir():
+            self.files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
+            if not self.files:
+                raise DataError(f"synth:{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        elif path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+            self.frames = _video_frames(path, max_frames, max_side)
+        elif path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            self.files = [path]
+        else:
+            raise DataError(f"synth:{path}: expected an image folder or a video file ({', '.join(VIDEO_EXTENSIONS)})")
+
+    def __len__(self) -> int:
+        return len(self.files) or len(self.frames)
+
+    def load(self, i: int) -> np.ndarray:
+        return _read(self.files[i]) if self.files else self.frames[i]
+
+
+def _video_frames(path: Path, max_frames: int, max_side: int) -> list[np.ndarray]:
+    import av
+    import cv2
+
+    kept: list[np.ndarray] = []
+    stride = 1  # keep frames 0, stride, 2·stride, ...; double the stride when the list grows too long
+    try:
+        with av.open(str(path)) as box:
+            for i, frame in enumerate(box.decode(video=0)):
+                if i % stride:
+                    continue
+                f = frame.to_ndarray(format="rgb24")
+                s = max_side / max(f.shape[:2])
+                kept.append(cv2.resize(f, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else f)
+                if len(kept) >= 2 * max_frames:
+                    kept, stride = kept[::2], stride * 2
+    except (av.FFmpegError, OSError) as exc:
+        raise DataError(f"synth:{path}: cannot decode the video ({exc})") from None
+    if not kept:
+        raise DataError(f"synth:{path}: the video holds no frames")
+    keep = np.linspace(0, len(kept) - 1, min(max_frames, len(kept))).round().astype(int)
+    return [kept[i] for i in sorted(set(keep.tolist()))]
+
+
+def _read(path: Path) -> np.ndarray:
+    try:
+        return read_image(path)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
+
+
+def _to_float(img: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3) uint8`` → ``(1, 3, H, W)`` float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def _fit_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
+    """Upscale float ``(N, 3, H, W)`` whose short side is below ``crop`` (rare: tiny images)."""
+    h, w = x.shape[-2:]
+    if min(h, w) >= crop:
+        return x
+    s = crop / min(h, w)
+    return F.interpolate(x, size=(max(crop, round(h * s)), max(crop, round(w * s))), mode="bicubic").clamp(0, 1)
+
+
+def dihedral(x: torch.Tensor, flip: bool, rot: int) -> torch.Tensor:
+    """One of the 8 flips/90° rotations of ``(..., H, W)``."""
+    x = x.flip(-1) if flip else x
+    return torch.rot90(x, rot, (-2, -1)) if rot else x
+
+
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator of one sample: a well-mixed function of ``(seed, epoch, index)``."""
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class TrainSet(Dataset):
+    """Weighted mix of sources.
+
+    ``dataset[(epoch, index)]`` → ``{'hazy', 'clear'}``, each ``(3, crop, crop)`` float in [0, 1].
+    """
+
+    def __init__(self, sources: list[tuple[PairedImages | ClearImages, float]], crop: int, seed: int = 0) -> None:
+        self.sources = [s for s, _ in sources]
+        self.counts = [max(1, round(w * len(s))) for s, w in sources]
+        self.starts = list(itertools.accumulate(self.counts, initial=0))
+        self.crop, self.seed = crop, seed
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    @lru_cache(maxsize=64)  # noqa: B019 - few (epoch, source) keys, dataset lives as long as training
+    def _order(self, epoch: int, src: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 131 + src)
+        return torch.randperm(len(self.sources[src]), generator=g)
+
+    def locate(self, epoch: int, index: int) -> tuple[int, int]:
+        """``(source, item)`` of a virtual index in an epoch."""
+        src = bisect.bisect_right(self.starts, index) - 1
+        j = index - self.starts[src]
+        n = len(self.sources[src])
+        return src, int(self._order(epoch, src)[j % n]) if self.counts[src] != n else j
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key
+        g = sample_generator(self.seed, epoch, index)
+        src, item = self.locate(epoch, index)
+        source = self.sources[src]
+        if isinstance(source, PairedImages):
+            hazy, clear = self._crop(list(source.load(item)), g)[0]
+        else:
+            (clear,), top, full_h = self._crop([source.load(item)], g)
+            hazy = random_haze(clear, g, top=top, full_h=full_h)[0]
+        flip, rot = bool(torch.rand((), generator=g) < 0.5), int(torch.randint(0, 4, (), generator=g))
+        return {"hazy": dihedral(hazy[0], flip, rot).contiguous(), "clear": dihedral(clear[0], flip, rot).contiguous()}
+
+    def _crop(self, arrays: list[np.ndarray], g: torch.Generator) -> tuple[list[torch.Tensor], int, int]:
+        """One random crop of same-size ``(H, W, 3) uint8`` images → ``(1, 3, crop, crop)`` floats, top row, H."""
+        c = self.crop
+        imgs = [torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None] for a in arrays]
+        if min(imgs[0].shape[-2:]) < c:
+            imgs = [_fit_crop(x.float().div_(255.0), c) for x in imgs]
+        h, w = imgs[0].shape[-2:]
+        top = int(torch.randint(0, h - c + 1, (), generator=g))
+        left = int(torch.randint(0, w - c + 1, (), generator=g))
+        crops = [x[..., top : top + c, left : left + c] for x in imgs]
+        crops = [x.float().div_(255.0) if x.dtype == torch.uint8 else x for x in crops]  # convert the crop only
+        return crops, top, h
+
+
+def build_trainset(specs: list[str], crop: int, seed: int = 0) -> TrainSet:
+    """Open every source (checks run here, before training); :class:`DataError` on bad folders."""
+    sources: list[tuple[PairedImages | ClearImages, float]] = []
+    for text in specs:
+        spec = parse_source(text)
+        src = PairedImages(spec.path) if spec.kind == "pairs" else ClearImages(spec.path)
+        try:  # one decode per source: catches unreadable files of an otherwise valid folder early
+            src.load(0)
+        except StreamDehazeError as exc:
+            raise DataError(f"--data {text}: {exc}") from None
+        sources.append((src, spec.weight))
+    return TrainSet(sources, crop, seed)
+
+
+class EpochSampler(DistributedSampler):
+    """:class:`DistributedSampler` yielding ``(epoch, index)`` keys, able to start mid-epoch.
+
+    Shuffles with ``seed + epoch`` like its parent, so rank ``r`` of ``W`` gets the positions
+    ``r, r + W, ...`` of the same permutation; ``skip`` drops this rank's first samples (resume).
+    """
+
+    def __init__(self, dataset: TrainSet, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.skip = 0
+
+    def set_position(self, epoch: int, skip: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        for i in itertools.islice(super().__iter__(), self.skip, None):
+            yield (self.epoch, i)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+def make_loader(dataset: TrainSet, sampler: EpochSampler, batch_size: int, workers: int, pin: bool) -> DataLoader:
+    # Its own generator: worker seeding must not draw from (or depend on) the global torch RNG.
+    g = torch.Generator().manual_seed(dataset.seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,  # iterated in this process: persistent workers still follow set_position()
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin,
+        drop_last=True,
+        generator=g,
+    )
+
+
+def load_val_pairs(root: str | Path, limit: int, crop: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Up to ``limit`` validation pairs ``((1, 3, H, W), (1, 3, H, W))`` float in [0, 1], evenly spread."""
+    pairs = find_pairs(*paired_dirs(Path(root)))
+    keep = np.linspace(0, len(pairs) - 1, min(limit, len(pairs))).round().astype(int)
+    out = []
+    for i in sorted(set(keep.tolist())):
+        hazy, clear = (_to_float(_read(p)) for p in pairs[i])
+        h, w = min(hazy.shape[-2], clear.shape[-2]), min(hazy.shape[-1], clear.shape[-1])
+        if crop:
+            h, w = min(h, crop), min(w, crop)
+        hazy, clear = (_centre(x, h, w) for x in (hazy, clear))
+        out.append((hazy, clear))
+    return out
+
+
+def _centre(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    dy, dx = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    return x[..., dy : dy + h, dx : dx + w]

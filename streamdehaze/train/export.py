@@ -1,0 +1,141 @@
+"""Export a training checkpoint as a shipped weight file (:func:`streamdehaze.weights.save_weights`) and its card.
+
+The card ``NAME.md`` beside ``NAME.pt`` states the architecture and width, the training data,
+steps, hardware, wall time, the loss settings (CR encoder included), validation and given
+metrics, and the file's ``sha256: <hex>`` (its first line after the title, where
+:func:`streamdehaze.nets.registry.read_card` finds it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError, TrainError
+from ..nets.aecrnet import AECRNet, count_parameters
+from ..weights import apply_state_dict, save_weights
+from .checkpoint import read_checkpoint
+from .config import TrainConfig
+from .losses import CR_WEIGHTS
+
+
+def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the weight file records about its training (plain types only)."""
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    world = int(ckpt.get("world_size", 1))
+    return {
+        "trained_with": "streamdehaze train",
+        "checkpoint": Path(ckpt["path"]).name,
+        "steps": int(ckpt["step"]),
+        "steps_planned": cfg.steps,
+        "data": list(cfg.data),
+        "val": cfg.val,
+        "crop": cfg.crop,
+        "global_batch": cfg.batch_size * world,
+        "optimizer": {
+            "name": "Adam",
+            "lr": cfg.lr,
+            "betas": list(cfg.betas),
+            "schedule": "cosine",
+            "warmup": cfg.warmup,
+        },
+        "loss": {
+            "l1": 1.0,
+            "cr_weight": cfg.cr_weight,
+            "cr_layers": ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
+            "cr_layer_weights": list(CR_WEIGHTS),
+            "cr_negatives": 1 + cfg.cr_negatives,
+            "cr_encoder": dict(ckpt["encoder"]),
+        },
+        "hardware": ckpt.get("hardware", "unknown"),
+        "wall_time_s": round(float(ckpt.get("elapsed_s", 0.0)), 1),
+        "validation": dict(ckpt.get("best") or {}),
+        "metrics": dict(metrics),
+        "seed": cfg.seed,
+    }
+
+
+def _duration(seconds: float) -> str:
+    h, rem = divmod(int(seconds), 3600)
+    return f"{h} h {rem // 60} min" if h else f"{rem // 60} min {rem % 60} s"
+
+
+def _encoder_text(enc: dict[str, Any], cr_weight: float) -> str:
+    if cr_weight <= 0 or enc.get("kind") == "none":
+        return "none (L1 only)"
+    if enc.get("kind") == "random":
+        return f"random VGG19 (fixed seed {enc.get('seed')}, fingerprint {enc.get('fingerprint')}), not ImageNet"
+    return (
+        f"VGG19 ImageNet weights {Path(str(enc.get('file', ''))).name} (file checksum {str(enc.get('sha256'))[:16]}…)"
+    )
+
+
+def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: int, half: bool) -> str:
+    loss, val = meta["loss"], meta["validation"]
+    rows = [
+        ("architecture", f"AECR-Net (`aecrnet`), ngf {ngf}, {params:,} parameters"),
+        ("weights", f"{'float16' if half else 'float32'} (`{name}.pt`, loaded as float32)"),
+        ("training data", "; ".join(f"`{d}`" for d in meta["data"])),
+        (
+            "steps",
+            f"{meta['steps']:,} of {meta['steps_planned']:,} (global batch {meta['global_batch']}, "
+            f"{meta['crop']}×{meta['crop']} crops, seed {meta['seed']})",
+        ),
+        ("optimiser", f"Adam lr {meta['optimizer']['lr']:g}, betas {tuple(meta['optimizer']['betas'])}, cosine decay"),
+        (
+            "loss",
+            "L1 only"
+            if loss["cr_weight"] <= 0
+            else f"L1 + {loss['cr_weight']:g}·CR (VGG19 relu1_1…relu5_1, "
+            f"layer weights 1/32…1, {loss['cr_negatives']} negative(s) per image)",
+        ),
+        ("CR encoder", _encoder_text(loss["cr_encoder"], loss["cr_weight"])),
+        ("hardware", meta["hardware"]),
+        ("wall time", _duration(meta["wall_time_s"])),
+    ]
+    if val.get("psnr") is not None:
+        rows.append(
+            (
+                "validation",
+                f"PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} at step {val['step']} on `{meta['val']}`",
+            )
+        )
+    rows += [(f"metric: {k}", f"{v:g}" if isinstance(v, float) else str(v)) for k, v in meta["metrics"].items()]
+    lines = [f"# {name}", "", f"sha256: {digest}", "",
+             f"AECR-Net weights trained with `streamdehaze train`, exported from `{meta['checkpoint']}`.", "",
+             "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    half: bool = False,
+    metrics: dict[str, Any] | None = None,
+    notes: str = "",
+) -> tuple[Path, Path, str]:
+    """Write ``output`` (weights) and ``output.with_suffix('.md')`` (card); returns both paths and the sha256."""
+    ckpt = read_checkpoint(checkpoint)
+    output = Path(output)
+    if output.suffix != ".pt":
+        raise TrainError(f"--output {output}: expected a .pt file name (the card is written beside it as .md)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    net = AECRNet(ngf=cfg.ngf)
+    try:
+        apply_state_dict(net, ckpt["model"], source=ckpt["path"])
+    except ModelError as exc:
+        raise TrainError(str(exc)) from None
+    meta = export_meta(ckpt, metrics or {})
+    if notes:
+        meta["notes"] = notes
+    digest = save_weights(output, net.eval(), "aecrnet", meta=meta, half=half)
+    text = card_text(output.stem, digest, meta, cfg.ngf, count_parameters(net), half)
+    if notes:
+        text += f"\n{notes.strip()}\n"
+    card = output.with_suffix(".md")
+    tmp = card.with_name(card.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, card)
+    return output, card, digest

@@ -1,0 +1,140 @@
+"""``streamdehaze train`` (fit by default, config files, bad inputs) and ``streamdehaze train export``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from test_train_data import make_pairs, one_thread  # noqa: F401 (autouse fixture)
+
+from streamdehaze.cli import main
+from streamdehaze.nets.aecrnet import AECRNet
+from streamdehaze.nets.registry import load_model, read_card
+from streamdehaze.train.checkpoint import read_checkpoint
+from streamdehaze.weights import read_weights, sha256
+
+TINY = ["--ngf", "4", "--crop", "16", "--batch-size", "2", "--cr-weight", "0", "--workers", "0", "--log-every", "1"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["train", *map(str, args)], catch_exceptions=False)
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    return make_pairs(tmp_path / "pairs", n=3, h=24, w=28)
+
+
+@pytest.fixture
+def no_vgg(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+
+
+def test_help_lists_fit_and_export():
+    res = run("--help")
+    assert res.exit_code == 0 and "fit" in res.output and "export" in res.output and "default" in res.output
+    res = run("fit", "--help")
+    assert res.exit_code == 0
+    for opt in ("--data", "--config", "--resume", "--cr-encoder", "--vgg-weights", "--clip-grad", "--val"):
+        assert opt in res.output
+
+
+def test_fit_is_the_default_and_prints_the_config(tmp_path, pairs):
+    res = run("--data", pairs, "--out", tmp_path / "run", "--steps", 2, *TINY)
+    assert res.exit_code == 0, res.output
+    assert "training configuration" in res.output and "batch_size" in res.output
+    assert "step 2: wrote" in res.output
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["config"]["ngf"] == 4
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 2
+
+
+@pytest.mark.parametrize("fmt", ["toml", "json"])
+def test_config_file_with_option_override(tmp_path, pairs, fmt):
+    settings = {"data": [str(pairs)], "ngf": 4, "crop": 16, "batch_size": 2, "steps": 5, "cr_weight": 0.0,
+                "workers": 0, "out": str(tmp_path / "run"), "betas": [0.8, 0.99]}  # fmt: skip
+    path = tmp_path / f"train.{fmt}"
+    if fmt == "json":
+        path.write_text(json.dumps(settings))
+    else:
+        lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        path.write_text("\n".join(lines) + "\n")
+    res = run("fit", "--config", path, "--steps", 2, "-q")
+    assert res.exit_code == 0, res.output
+    cfg = read_checkpoint(tmp_path / "run" / "last.pt")["config"]
+    assert cfg["steps"] == 2 and cfg["ngf"] == 4 and cfg["betas"] == [0.8, 0.99]
+
+
+def _error(res):
+    assert res.exit_code != 0
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) >= 1 and lines[-1].startswith("error:"), res.output
+    return lines[-1]
+
+
+def test_bad_inputs_fail_before_training(tmp_path, pairs, no_vgg):
+    out = tmp_path / "run"
+    (tmp_path / "empty" / "hazy").mkdir(parents=True)
+    (tmp_path / "empty" / "clear").mkdir()
+    assert "no images" in _error(run("--data", tmp_path / "empty", "--out", out, *TINY))
+    (pairs / "hazy" / "0000_0.8_0.2.png").rename(pairs / "hazy" / "9999_1.png")
+    assert "no clear partner" in _error(run("--data", pairs, "--out", out, *TINY))
+    (pairs / "hazy" / "9999_1.png").rename(pairs / "hazy" / "0000_0.8_0.2.png")
+    msg = _error(run("--data", pairs, "--out", out, *TINY[:-6], "--workers", "0"))  # CR on, no VGG file
+    assert "VGG19" in msg and "--cr-encoder random" in msg and "--vgg-weights" in msg
+    msg = _error(run("--data", pairs, "--out", out, "--cr-weight", "0.1", "--vgg-weights", tmp_path / "v.pth"))
+    assert "does not exist" in msg
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    assert "not a readable checkpoint" in _error(run("--resume", bad, "--out", out))
+    assert "unknown config key" in _error(run("--config", _toml(tmp_path, "stepz = 3")))
+    assert "not a valid TOML" in _error(run("--config", _toml(tmp_path, "steps = ")))
+    assert not out.exists()
+
+
+def _toml(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text + "\n")
+    return p
+
+
+def test_stop_resume_and_changed_settings(tmp_path, pairs):
+    out = tmp_path / "run"
+    assert run("--data", f"{pairs}@2", "--out", out, "--steps", 4, "--stop-after", 2, "-q", *TINY).exit_code == 0
+    assert read_checkpoint(out / "last.pt")["step"] == 2
+    assert "lr = 0.5 differs" in _error(run("--resume", out, "--lr", "0.5"))
+    res = run("--resume", out, "--log-every", 2, "-q")
+    assert res.exit_code == 0, res.output
+    ckpt = read_checkpoint(out / "last.pt")
+    assert ckpt["step"] == 4 and ckpt["config"]["log_every"] == 2
+
+
+def test_export_writes_weights_and_card(tmp_path, pairs):
+    out = tmp_path / "run"
+    args = ["--data", f"{pairs}@2", "--out", out, "--steps", 2, "--val", pairs, "--val-every", 2, "-q", *TINY]
+    assert run(*args).exit_code == 0
+    target = tmp_path / "models" / "tiny.pt"
+    target.parent.mkdir()
+    res = run("export", out / "best.pt", "--output", target, "--metric", "sots_indoor_psnr=21.5", "--metric", "x=y")
+    assert res.exit_code == 0, res.output
+    card = (tmp_path / "models" / "tiny.md").read_text()
+    assert f"sha256: {sha256(target)}" in card and read_card(target)["sha256"] == sha256(target)
+    for text in ("ngf 4", str(pairs), "2 of 2", "hardware", "wall time", "CR encoder", "L1 only", "21.5", "PSNR"):
+        assert text in card, text
+    wf = read_weights(target)
+    assert wf.ngf == 4 and wf.meta["steps"] == 2 and wf.meta["metrics"]["sots_indoor_psnr"] == 21.5
+    # the exported file is the checkpoint's network
+    net = AECRNet(ngf=4)
+    net.load_state_dict(read_checkpoint(out / "best.pt")["model"])
+    x = torch.rand(1, 3, 16, 20)
+    with torch.no_grad():
+        ref = net.eval()(x).clamp(0, 1)
+    torch.testing.assert_close(load_model("aecrnet", weights=target, device="cpu")(x), ref, atol=1e-5, rtol=1e-4)
+    half = tmp_path / "models" / "half.pt"
+    assert run("export", out, "--output", half, "--half").exit_code == 0
+    assert read_weights(half).state_dict["up3.1.weight"].dtype == torch.float16
+    assert "float16" in half.with_suffix(".md").read_text()
+    assert "expected NAME=VALUE" in _error(run("export", out, "--output", half, "--metric", "oops"))
+    assert "not a training checkpoint" in _error(run("export", target, "--output", tmp_path / "models" / "t2.pt"))

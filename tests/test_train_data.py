@@ -1,0 +1,239 @@
+"""Training data: pairing, checks, identical augmentation, determinism, mixing, sampler, synthetic haze."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import DATA
+
+from streamdehaze.errors import DataError
+from streamdehaze.train.data import (
+    ClearImages,
+    EpochSampler,
+    PairedImages,
+    TrainSet,
+    build_trainset,
+    dihedral,
+    load_val_pairs,
+    parse_source,
+)
+from streamdehaze.train.haze import ground_plane, random_haze, scatter, sky_mask
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, OpenMP threads waiting for each other cost 10×."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _write(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.ascontiguousarray(img[..., ::-1]))
+
+
+def _texture(h, w, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.random((h, w, 3)) * 200).astype(np.uint8)
+
+
+def make_pairs(root, n=3, h=40, w=52, names=None):
+    """Pairs whose hazy image is an exact pixel function of the clear one: hazy = clear // 2 + 50."""
+    for i in range(n):
+        clear = _texture(h, w, i)
+        stem = f"{i:04d}"
+        _write(root / "clear" / f"{stem}.png", clear)
+        hazy_name = (names or {}).get(i, f"{stem}_0.8_0.2.png")
+        _write(root / "hazy" / hazy_name, clear // 2 + 50)
+    return root
+
+
+def test_parse_source():
+    assert parse_source("a/b").kind == "pairs" and parse_source("a/b").weight == 1.0
+    s = parse_source("synth:clips/drive.mp4@0.5")
+    assert (s.kind, str(s.path), s.weight) == ("synth", "clips/drive.mp4", 0.5)
+    with pytest.raises(DataError, match="weight"):
+        parse_source("a@x")
+    with pytest.raises(DataError, match="positive"):
+        parse_source("a@0")
+
+
+def test_reside_and_same_name_pairing(tmp_path):
+    root = make_pairs(tmp_path / "d", n=2, names={0: "0000_1.png", 1: "0001.png"})
+    src = PairedImages(root)
+    assert [(h.name, c.name) for h, c in src.pairs] == [("0000_1.png", "0000.png"), ("0001.png", "0001.png")]
+    hazy, clear = src.load(1)
+    assert hazy.shape == clear.shape == (40, 52, 3)
+
+
+def test_bad_folders_raise_before_training(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        build_trainset([str(tmp_path / "missing")], 16)
+    (tmp_path / "empty" / "hazy").mkdir(parents=True)
+    (tmp_path / "empty" / "clear").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        build_trainset([str(tmp_path / "empty")], 16)
+    root = make_pairs(tmp_path / "mis", n=2)
+    _write(root / "hazy" / "0099_1.png", _texture(40, 52, 9))  # no clear 0099.*
+    with pytest.raises(DataError, match="no clear partner"):
+        build_trainset([str(root)], 16)
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(DataError, match="hazy/ and clear/"):
+        build_trainset([str(tmp_path / "flat")], 16)
+    size = make_pairs(tmp_path / "size", n=1)
+    _write(size / "clear" / "0000.png", _texture(100, 52, 0))
+    with pytest.raises(DataError, match="52×40 but its clear partner"):
+        build_trainset([str(size)], 16)
+
+
+def test_reside_border_is_cropped(tmp_path):
+    root = tmp_path / "its"
+    clear = _texture(60, 72, 1)
+    _write(root / "clear" / "1.png", clear)
+    _write(root / "hazy" / "1_1_0.9.png", clear[10:50, 10:62] // 2 + 50)  # 20 px border, as RESIDE ITS
+    hazy, c = PairedImages(root).load(0)
+    np.testing.assert_array_equal(hazy, c // 2 + 50)
+
+
+@pytest.mark.parametrize("crop", [16, 32])
+def test_augmentation_is_identical_for_both_images(tmp_path, crop):
+    ds = build_trainset([str(make_pairs(tmp_path / "d"))], crop, seed=5)
+    seen = set()
+    for epoch in range(3):
+        for i in range(len(ds)):
+            s = ds[(epoch, i)]
+            assert s["hazy"].shape == s["clear"].shape == (3, crop, crop)
+            clear8 = (s["clear"] * 255).round()
+            torch.testing.assert_close((s["hazy"] * 255).round(), torch.div(clear8, 2, rounding_mode="floor") + 50)
+            seen.add(round(float(s["clear"].sum()), 3))
+    assert len(seen) > 6  # crops/flips/rotations vary between epochs
+
+
+def test_samples_are_a_function_of_seed_epoch_index(tmp_path):
+    root = str(make_pairs(tmp_path / "d"))
+    a, b = build_trainset([root], 16, seed=1), build_trainset([root], 16, seed=1)
+    torch.testing.assert_close(a[(2, 1)]["clear"], b[(2, 1)]["clear"], rtol=0, atol=0)
+    assert not torch.equal(a[(2, 1)]["clear"], a[(3, 1)]["clear"])
+    c = build_trainset([root], 16, seed=2)
+    assert not torch.equal(a[(2, 1)]["clear"], c[(2, 1)]["clear"])
+
+
+def test_dihedral_covers_eight_distinct_transforms():
+    x = torch.arange(9.0).view(1, 3, 3)
+    outs = {tuple(dihedral(x, f, r).flatten().tolist()) for f in (False, True) for r in range(4)}
+    assert len(outs) == 8
+
+
+class _Fake:
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
+def test_weighted_mixing_counts_and_coverage():
+    ds = TrainSet([(_Fake(4), 2.0), (_Fake(6), 0.5), (_Fake(3), 1.0)], crop=16, seed=0)
+    assert len(ds) == 8 + 3 + 3
+    for epoch in range(2):
+        locs = [ds.locate(epoch, i) for i in range(len(ds))]
+        first = sorted(item for src, item in locs if src == 0)
+        assert first == [0, 0, 1, 1, 2, 2, 3, 3]  # @2: every image twice
+        assert [item for src, item in locs if src == 2] == [0, 1, 2]
+    halves = [{item for src, item in (ds.locate(e, i) for i in range(len(ds))) if src == 1} for e in range(6)]
+    assert all(len(h) == 3 for h in halves) and len(set().union(*halves)) == 6  # @0.5: different halves
+
+
+def test_sampler_splits_like_distributed_and_skips():
+    ds = TrainSet([(_Fake(12), 1.0)], crop=16)
+    single = EpochSampler(ds, 1, 0, seed=3)
+    single.set_epoch(1)
+    order = [i for _, i in single]
+    ranks = []
+    for r in range(2):
+        s = EpochSampler(ds, 2, r, seed=3)
+        s.set_epoch(1)
+        ranks.append([i for _, i in s])
+    assert ranks[0] == order[0::2] and ranks[1] == order[1::2]
+    single.set_position(1, 5)
+    keys = list(single)
+    assert len(single) == len(keys) == 7 and [i for _, i in keys] == order[5:] and keys[0][0] == 1
+
+
+def test_scattering_model():
+    clear = torch.full((1, 3, 2, 2), 0.2)
+    depth = torch.tensor([[[[0.0, 0.5], [1.0, 2.0]]]])
+    a = torch.tensor([0.9, 0.8, 1.0])
+    hazy = scatter(clear, depth, 1.2, a)
+    t = torch.exp(-1.2 * depth)
+    torch.testing.assert_close(hazy, 0.2 * t + a.view(1, 3, 1, 1) * (1 - t))
+
+
+def test_ground_plane_recedes_to_the_horizon():
+    d = ground_plane(100, 4, top=0, full_h=100, horizon=0.4, r0=0.1)[0, 0, :, 0]
+    assert torch.all(d[:40] == 1)
+    assert torch.all(d[41:].diff() < 0)  # nearer towards the bottom
+    assert d[-1].item() == pytest.approx(0.1 / (1 + 0.1 - 0.5 / 60), rel=0.02)
+    crop = ground_plane(20, 4, top=70, full_h=100, horizon=0.4, r0=0.1)[0, 0, :, 0]
+    torch.testing.assert_close(crop, d[70:90])  # a crop keeps the picture's geometry
+
+
+def test_sky_is_far_and_haze_is_plausible():
+    clear = torch.full((1, 3, 64, 64), 0.3)
+    clear[:, :, :20] = 0.9  # flat bright top: sky
+    gray = clear.mean(1, keepdim=True)
+    assert sky_mask(gray, 0, 64)[0, 0, :16].all() and not sky_mask(gray, 0, 64)[0, 0, 30:].any()
+    for seed in range(8):
+        hazy, p = random_haze(clear, torch.Generator().manual_seed(seed))
+        assert 0.5 <= p["beta"] <= 2.5 and 0.7 <= p["airlight"] <= 1.0
+        assert hazy.shape == clear.shape and 0 <= hazy.min() and hazy.max() <= 1
+        assert torch.equal(hazy, torch.round(hazy * 255) / 255)  # 8-bit like a photograph
+        assert hazy[:, :, 32:].mean() > clear[:, :, 32:].mean()  # haze lifts dark content towards A
+        # sky at depth 1 gets the strongest haze: within the model's range for t = exp(-beta)
+        t_sky = math.exp(-p["beta"])
+        expect = 0.9 * t_sky + p["airlight"] * (1 - t_sky)
+        assert abs(hazy[0, :, 2:10].mean().item() - expect) < 0.08
+
+
+def test_synthetic_source_from_folder_and_video(tmp_path):
+    for i in range(2):
+        _write(tmp_path / "clear" / f"f{i}.png", _texture(48, 64, i))
+    ds = build_trainset([f"synth:{tmp_path / 'clear'}@2"], 32)
+    assert len(ds) == 4
+    s = ds[(0, 3)]
+    assert s["hazy"].shape == (3, 32, 32) and not torch.equal(s["hazy"], s["clear"])
+    import av
+
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as out:
+        st = out.add_stream("libx264", rate=10)
+        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            for pkt in st.encode(av.VideoFrame.from_ndarray(_texture(48, 64, i), format="rgb24")):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+    src = ClearImages(video, max_frames=3)
+    assert len(src) == 3 and src.load(0).shape == (48, 64, 3)
+    with pytest.raises(DataError, match="image folder or a video"):
+        ClearImages(tmp_path / "nothing.txt")
+
+
+def test_val_pairs_centre_crop(tmp_path):
+    root = make_pairs(tmp_path / "v", n=5)
+    pairs = load_val_pairs(root, limit=3, crop=24)
+    assert len(pairs) == 3 and pairs[0][0].shape == (1, 3, 24, 24)
+
+
+@pytest.mark.data
+def test_real_folders_pair_and_sample():
+    ds = build_trainset([str(DATA / "sots-indoor" / "train"), f"{DATA / 'real-pairs'}@2"], 128)
+    assert len(ds) == 175 + 28
+    s = ds[(0, len(ds) - 1)]
+    assert s["hazy"].shape == (3, 128, 128) and 0 <= s["hazy"].min() and s["hazy"].max() <= 1
