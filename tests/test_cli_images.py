@@ -86,7 +86,7 @@ def test_image_command_writes_pngs_for_folder_and_glob(tmp_path):
     "args, message",
     [
         (["image", "{tmp}/missing.png", "-o", "{tmp}/o", "-m", "dcp"], "no such file"),
-        (["image", "{tmp}/bad.png", "-o", "{tmp}/o", "-m", "dcp"], "not a readable image"),
+        (["image", "{tmp}/bad.png", "-o", "{tmp}/o", "-m", "dcp"], "not an image or corrupt"),
         (["image", "{tmp}/ok.png", "-o", "{tmp}/o", "--weights", "{tmp}/bad.png"], "not a readable PyTorch checkpoint"),
         (["image", "{tmp}/ok.png", "-o", "{tmp}/o", "--device", "cuda:7"], "--device cuda:7"),
         (["eval", "--hazy", "{tmp}/none", "--clear", "{tmp}", "-m", "dcp"], "hazy folder not found"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,14 +16,9 @@ import numpy as np
 
 from streamdehaze.errors import DecodeError, EncodeError, InputError
 from streamdehaze.frames import Frame, StreamInfo
+from streamdehaze.io import stills
 from streamdehaze.io.base import Sink, Source, check_status
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def natural_key(path: str) -> list:
-    """Sort key comparing digit runs as numbers: ``a2.png`` < ``a10.png``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path)]
+from streamdehaze.io.stills import IMAGE_EXTENSIONS, natural_key
 
 
 def list_images(spec: str) -> list[str]:
@@ -40,12 +34,8 @@ def list_images(spec: str) -> list[str]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """``(H, W, 3) uint8`` RGB; DecodeError when the file is not a readable image."""
-    data = np.fromfile(path, dtype=np.uint8) if os.path.isfile(path) else np.empty(0, np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise DecodeError(f"cannot read image {path}: not an image or corrupt (expected {', '.join(IMAGE_EXTENSIONS)})")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    """``(H, W, 3) uint8`` RGB; DecodeError when a frame of the sequence is not a readable image."""
+    return stills.read_image(path, error=DecodeError)
 
 
 class ImageSource(Source):

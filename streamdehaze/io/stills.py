@@ -10,14 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, StreamDehazeError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def natural_key(path: str | os.PathLike) -> list:
     """Sort key that orders ``frame_2`` before ``frame_10``."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", Path(path).name)]
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(path))]
 
 
 def expand_inputs(items: list[str] | tuple[str, ...]) -> list[Path]:
@@ -41,15 +41,15 @@ def expand_inputs(items: list[str] | tuple[str, ...]) -> list[Path]:
     return out
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """``(H, W, 3) uint8`` RGB; grey and alpha images are converted; errors are one line."""
+def read_image(path: str | os.PathLike, error: type[StreamDehazeError] = InputError) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB; grey and alpha images are converted; errors are one line of ``error``."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such image file")
+        raise error(f"{path}: no such image file")
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
-        raise InputError(f"{path}: not a readable image (expected PNG, JPEG, BMP, TIFF or WebP)")
+        raise error(f"cannot read image {path}: not an image or corrupt (expected PNG, JPEG, BMP, TIFF or WebP)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
