@@ -13,6 +13,7 @@ from .devices import resolve_device
 from .frames import Frame
 from .nets.registry import load_model
 from .pipeline.runner import Pipeline, Progress
+from .pipeline.speed import SpeedSettings
 
 
 def build_pipeline(
@@ -32,37 +33,53 @@ def build_pipeline(
     max_frames: int | None = None,
     timeout: float = 5.0,
     on_write: Callable[[Frame], None] | None = None,
+    speed: SpeedSettings | None = None,
+    coeff_hook: Any = None,
+    temporal: Any = None,
 ) -> Pipeline:
     """A ready :class:`Pipeline` from ``src`` (file, rtsp://, webcam:N, image folder) to ``dst``.
 
     ``dst`` is a video file (container from its extension) or, ending in ``/``, a folder of
     numbered PNGs. Audio is copied from ``src`` when it is a file. Nothing is opened yet: the
     source and sink open when the pipeline runs. ``model`` is a registry name or a Dehazer.
+    ``speed``: working size, keyframe interval and GPU tuning (default: the device's defaults);
+    ``coeff_hook``: called on the affine coefficients of every frame (temporal smoothing, see
+    :mod:`streamdehaze.pipeline.transfer`). ``temporal``: temporal smoothing, a
+    :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings` (None: off; ``run`` turns it on);
+    its state is ``pipeline.temporal`` (``.enabled`` switches it while running).
     """
-    from .io.sinks import open_sink
-    from .io.sources import open_source
+    from .io.sinks import VideoFileSink, open_sink
+    from .io.sources import FileSource, open_source
+    from .pipeline.engine import _model_device
 
+    speed = speed or SpeedSettings()
+    if isinstance(model, nn.Module):
+        dehazer, dev = model, _model_device(model)  # a ready model runs where it is
+    else:
+        dev = resolve_device(device)
+        dehazer = load_model(model, weights=weights, device=dev)
     source = open_source(os.fspath(src), start=start, timeout=timeout)
     audio_from = os.fspath(src) if not source.is_live and Path(os.fspath(src)).is_file() else None
     sink = open_sink(
         os.fspath(dst), codec=codec, crf=crf, preset=preset, audio_from=audio_from, start=start, duration=duration
     )
-    if isinstance(model, nn.Module):
-        dehazer, dev = model, None  # a ready model runs where it is
-    else:
-        dev = resolve_device(device)
-        dehazer = load_model(model, weights=weights, device=dev)
-    return Pipeline(
+    # yuv420p planes end to end only where both ends handle them (file → video file)
+    if speed.use_device_yuv(dev) and isinstance(source, FileSource) and isinstance(sink, VideoFileSink):
+        source.pix_fmt = "yuv420p"
+    from .pipeline.temporal_engine import build_engine
+
+    engine = build_engine(speed, dehazer, dev, precision, temporal=temporal, coeff_hook=coeff_hook)
+    pipe = Pipeline(
         source,
-        dehazer,
+        engine,
         sink,
         batch=batch,
-        precision=precision,
-        device=dev,
         max_frames=max_frames,
         duration=duration,
         on_write=on_write,
     )
+    pipe.temporal = getattr(engine, "temporal", None)
+    return pipe
 
 
 def dehaze_video(
@@ -79,9 +96,10 @@ def dehaze_video(
 ) -> dict[str, Any]:
     """Dehaze a video or stream ``src`` into ``dst`` and return a summary dict.
 
-    ``options``: codec, crf, preset, start, duration (seconds), max_frames, timeout (see
-    :func:`build_pipeline`). The summary holds ``status``, ``frames_read``, ``frames_written``,
-    ``dropped``, ``fps``, ``wall_s`` and per-stage ``stages`` (frames, busy share, capacity fps).
+    ``options``: codec, crf, preset, start, duration (seconds), max_frames, timeout, speed
+    (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal (see :func:`build_pipeline`).
+    The summary holds ``status``, ``frames_read``, ``frames_written``, ``dropped``, ``fps``,
+    ``wall_s`` and per-stage ``stages`` (frames, busy share, capacity fps).
     Errors raise :class:`~streamdehaze.errors.StreamDehazeError` subclasses and leave no output
     file; Ctrl-C writes what was processed and re-raises KeyboardInterrupt.
     """

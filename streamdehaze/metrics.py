@@ -87,3 +87,7 @@ def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
 
 
 # Temporal metrics (flicker: flow-warped difference of consecutive outputs) go below this line.
+
+from .flicker import FlickerMeter, FlickerReport, flicker, flicker_many  # noqa: E402
+
+__all__ += ["FlickerMeter", "FlickerReport", "flicker", "flicker_many"]

@@ -20,6 +20,11 @@ COMMANDS = {
     "image": "image",
     "eval": "evaluate",
     "models": "models",
+    "train": "train",
+    "run": "run",
+    "bench": "bench",
+    "eval-video": "eval_video",
+    "preview": "preview",
 }
 
 

@@ -9,9 +9,12 @@ import click
 from rich.table import Table
 
 from ..errors import InputError
-from ..pipeline.bench import BenchSettings, run_bench
+from ..pipeline.bench import MEASUREMENTS, BenchSettings, run_bench
+from ..pipeline.speed import parse_overrides
 from .common import console, console_err, device_option, model_option, weights_option
 from .progress import key_value_table
+from .speed import pop_speed, speed_options
+from .temporal_options import temporal_options
 
 ENV_KEYS = ("device_name", "device", "torch_version", "cuda_version", "cudnn_version", "torch_threads", "av_version")
 
@@ -39,8 +42,38 @@ def results_table(r: dict) -> Table:
         ("end to end", r["end_to_end_fps"], "file → decode → engine → encode → file"),
     ]
     for name, fps, what in rows:
-        table.add_row(name, f"{fps:.2f}", what)
+        table.add_row(name, "-" if fps is None else f"{fps:.2f}", what)
     return table
+
+
+def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def variants_table(variants: list[dict]) -> Table:
+    table = Table(title="variants (medians; speed-up against the first row)", title_justify="left", show_edge=False)
+    columns = ("variant", "network at", "K", "model fps", "engine fps", "end-to-end fps", "speed-up", "keyframes")
+    widest = max(len(v["label"]) for v in variants)
+    for col in columns:
+        table.add_column(col, justify="right", min_width=min(len(col), 6))
+    table.columns[0].justify, table.columns[0].min_width = "left", widest  # labels are what to re-run
+    for v in variants:
+        keys = v.get("keyframes") or v.get("model_keyframes") or {}
+        speedup = v["end_to_end_speedup"] or v["model_speedup"]
+        table.add_row(
+            v["label"], v["network_size"], str(v["keyframe_interval"]), _fmt(v["model_fps"], 3),
+            _fmt(v["engine_fps"], 3), _fmt(v["end_to_end_fps"], 3), _fmt(speedup, 2, "×"),
+            f"{keys['keyframes']}/{keys['frames']}" if keys.get("frames") else "-",
+        )  # fmt: skip
+    return table
+
+
+def parse_measure(value: str) -> tuple[str, ...]:
+    names = tuple(m.strip().replace("-", "_") for m in value.split(",") if m.strip())
+    bad = [m for m in names if m not in MEASUREMENTS]
+    if bad or not names:
+        raise InputError(f"--measure {value!r}: expected a comma-separated subset of {', '.join(MEASUREMENTS)}")
+    return names
 
 
 def stages_table(stages: dict) -> Table:
@@ -68,9 +101,26 @@ def stages_table(stages: dict) -> Table:
 @click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True)
 @click.option("--preset", default="veryfast", show_default=True)
 @click.option("--input", "input_", type=click.Path(dir_okay=False), default=None, help="Time this file, not a clip.")
+@speed_options
+@click.option(
+    "--compare",
+    multiple=True,
+    metavar="KEY=VALUE,...",
+    help="Also measure a variant of the settings in the same rounds (repeatable), e.g. "
+    "'work-size=full' or 'keyframe-interval=4'; keys: work-size, keyframe-interval, scene-cut, precision, "
+    "batch, channels-last, cudnn-benchmark, compile, cuda-graphs, device-yuv, temporal, temporal-strength.",
+)
+@click.option(
+    "--measure",
+    default=",".join(MEASUREMENTS),
+    show_default=True,
+    help="Comma-separated figures to take (skip the slow ones).",
+)
+@click.option("--peak", is_flag=True, help="Also count network FLOPs and measure the matmul peak (share reached).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else on stdout.")
+@temporal_options(default="off")
 def command(model, weights, device, random_weights, ngf, resolution, batch, precision, frames, warmup, repeat,
-            codec, crf, preset, input_, as_json) -> None:  # fmt: skip
+            codec, crf, preset, input_, compare, measure, peak, as_json, **speed) -> None:  # fmt: skip
     """Measure model-only, decode-only, encode-only and end-to-end frames per second.
 
     Uses a generated H.264 clip of --resolution (or --input FILE) through the real pipeline with a
@@ -79,17 +129,27 @@ def command(model, weights, device, random_weights, ngf, resolution, batch, prec
     \b
     Examples:
       streamdehaze bench --model dcp --resolution 1280x720 --frames 100
+      streamdehaze bench --random-weights --work-size 360 --compare work-size=full --frames 2 --repeat 3
+      streamdehaze bench --random-weights --input samples/foggy_drive.mp4 --compare keyframe-interval=4
       streamdehaze bench --random-weights --ngf 16 --batch 2 --frames 20 --json
       streamdehaze bench --weights models/aecrnet.pt --device cuda --precision fp16 -r 1920x1080
     """
     width, height = parse_resolution(resolution)
     if random_weights and weights:
         raise InputError("--random-weights and --weights exclude each other; pick one")
+    for spec in compare:
+        parse_overrides(spec)  # a bad spec fails before any work
+    speed_settings = pop_speed(speed)
     s = BenchSettings(
         model=model, weights=weights, random_weights=random_weights, ngf=ngf, width=width, height=height,
         batch=batch, precision=precision, device=device, frames=frames, warmup=warmup, codec=codec, crf=crf,
-        preset=preset, input=input_, repeat=repeat,
+        preset=preset, input=input_, repeat=repeat, compare=tuple(compare), measure=parse_measure(measure),
+        peak=peak, temporal=speed.pop("temporal"), temporal_strength=speed.pop("temporal_strength"),
+        **vars(speed_settings),
     )  # fmt: skip
+    if not as_json:
+        device_text = device if device != "auto" else "the default device"
+        console.print(f"speed settings on {device_text}: {speed_settings.describe(_device(device))}", highlight=False)
     result = run_bench(s, log=lambda msg: console_err.print(f"[dim]{msg}[/]", highlight=False))
     if as_json:
         click.echo(json.dumps(result, default=str))
@@ -98,12 +158,33 @@ def command(model, weights, device, random_weights, ngf, resolution, batch, prec
     settings = result["settings"]
     shown = ("model", "resolution", "batch", "precision", "frames", "warmup", "repeat", "codec", "preset", "crf")
     rows = [(k, settings[k]) for k in shown] + [("weights", f"random (ngf {ngf})" if random_weights else weights)]
+    rows.append(("working size", result["work_size"]))
+    rows.append(("temporal", f"{settings['temporal']} (strength {settings['temporal_strength']:g})"))
     console.print(key_value_table(rows, title="settings"))
     console.print(results_table(result))
-    console.print(stages_table(result["stages"]))
+    if len(result["variants"]) > 1:
+        console.print(variants_table(result["variants"]))
+    if result["stages"]:
+        console.print(stages_table(result["stages"]))
+    if result.get("precision_error"):
+        e = result["precision_error"]
+        text = f"max |diff| {e['max_abs_levels']} levels, mean {e['mean_abs_levels']:.3f}"
+        console.print(f"{e['precision']} vs fp32 on the clip's frames: {text}")
+    if result.get("matmul_peak_tflops"):
+        console.print(
+            f"network {result['network_gflops_per_call']:.1f} GFLOP per call; model {result['model_tflops']:.3f} "
+            f"TFLOP/s = {100 * result['peak_fraction']:.1f}% of the measured matmul peak "
+            f"{result['matmul_peak_tflops']:.2f} TFLOP/s ({precision})"
+        )
     console.print(
-        f"end-to-end / slowest single stage: {result['end_to_end_over_slowest']:.2f}; "
-        f"end-to-end / model-only: {result['end_to_end_over_model']:.2f}  "
+        f"end-to-end / slowest single stage: {_fmt(result['end_to_end_over_slowest'])}; "
+        f"end-to-end / model-only: {_fmt(result['end_to_end_over_model'])}  "
         f"({result['device_name']}, torch {result['torch_version']}, CUDA {result['cuda_version']})",
         highlight=False,
     )
+
+
+def _device(spec: str):
+    from ..devices import resolve_device
+
+    return resolve_device(spec)

@@ -11,7 +11,9 @@ from ..errors import InputError
 from ..images import dehaze_image
 from ..io.stills import expand_inputs, read_image, write_image
 from ..nets.registry import load_model
+from ..pipeline.transfer import parse_work_size
 from .common import console, device_option, model_option, weights_option
+from .speed import work_size_option
 
 
 def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
@@ -32,7 +34,8 @@ def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
 @model_option
 @weights_option
 @device_option
-def command(inputs: tuple[str, ...], output: str, model: str, weights: str | None, device: str) -> None:
+@work_size_option()
+def command(inputs: tuple[str, ...], output: str, model: str, weights: str | None, device: str, work_size: str) -> None:
     """Dehaze images (files, folders or globs) and write OUTPUT/<input name>.png.
 
     \b
@@ -44,11 +47,12 @@ def command(inputs: tuple[str, ...], output: str, model: str, weights: str | Non
     out_dir = Path(output)
     outs = _output_paths(paths, out_dir)
     dehazer = load_model(model, weights=weights, device=device)
+    work = parse_work_size(work_size, dehazer.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=len(paths) < 2, transient=True) as progress:
         task = progress.add_task(f"dehazing ({model})", total=len(paths))
         for src, dst in zip(paths, outs):
-            write_image(dst, dehaze_image(read_image(src), dehazer))
+            write_image(dst, dehaze_image(read_image(src), dehazer, work_size=work))
             progress.advance(task)
-    console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} on {dehazer.device}")
+    console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} on {dehazer.device} ({work.describe()})")

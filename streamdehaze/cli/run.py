@@ -9,8 +9,12 @@ import click
 
 from ..api import build_pipeline
 from ..errors import InputError
+from ..pipeline.speed import SpeedSettings
 from .common import console, device_option, model_option, weights_option
+from .preview import RecordingPreview, token_option, web_option
 from .progress import PipelineProgress, print_summary
+from .speed import speed_options
+from .temporal_options import pop_temporal, temporal_options
 
 
 def parse_time(value: str | None, option: str) -> float | None:
@@ -58,6 +62,11 @@ def parse_time(value: str | None, option: str) -> float | None:
     show_default=True,
     help="Seconds to wait for a live source to open or deliver a frame.",
 )
+@click.option("--preview", "show_preview", is_flag=True, help="Show a preview window while recording.")
+@web_option
+@token_option
+@speed_options
+@temporal_options()
 def command(
     source: str,
     output: str,
@@ -73,6 +82,18 @@ def command(
     duration: str | None,
     max_frames: int | None,
     timeout: float,
+    show_preview: bool,
+    web: str | None,
+    token: str | None,
+    work_size: str,
+    keyframe_interval: int,
+    scene_cut: float,
+    channels_last: bool | None,
+    cudnn_benchmark: bool | None,
+    compile_: bool,
+    cuda_graphs: bool,
+    device_yuv: bool | None,
+    **temporal_kwargs,
 ) -> None:
     """Dehaze SOURCE (video file, rtsp://URL, webcam:N, /dev/videoN or image folder) into --output.
 
@@ -83,10 +104,17 @@ def command(
       streamdehaze run dashcam.mp4 --output clear.mp4 --weights models/aecrnet.pt
       streamdehaze run rtsp://camera/stream --output rec.mkv --model dcp --batch 1
       streamdehaze run foggy.mov --output frames/ --start 1:30 --duration 10
+      streamdehaze run dashcam.mp4 --output clear.mp4 --work-size 540 --keyframe-interval 4
     """
     t_start, t_duration = parse_time(start, "--start"), parse_time(duration, "--duration")
     if t_duration is not None and t_duration <= 0:
         raise InputError(f"--duration {duration}: expected a positive length")
+    # the preview shows RGB frames: keep colour conversion on the host when it is on
+    yuv = False if (show_preview or web is not None) else device_yuv
+    speed = SpeedSettings(
+        work_size, keyframe_interval, scene_cut, channels_last, cudnn_benchmark, compile_, cuda_graphs, yuv
+    )
+    temporal = pop_temporal(temporal_kwargs)
     pipe = build_pipeline(
         source,
         output,
@@ -102,7 +130,10 @@ def command(
         duration=t_duration,
         max_frames=max_frames,
         timeout=timeout,
+        speed=speed,
+        temporal=temporal,
     )
+    live_preview = RecordingPreview(pipe, show_preview, web, token)
     info = pipe.open()
     try:
         name = getattr(pipe.engine.model, "name", model)
@@ -116,8 +147,11 @@ def command(
             highlight=False,
             soft_wrap=True,
         )
-        with PipelineProgress(console, name, live=pipe.live) as bar:
-            pipe.run(on_progress=bar.update)
+        yuv_used = getattr(pipe.source, "pix_fmt", None) == "yuv420p"
+        settings = speed.describe(pipe.engine.device, info.height, info.width, yuv=yuv_used)
+        console.print(f"  {settings}; {temporal.describe()}", highlight=False, soft_wrap=True)
+        with live_preview, PipelineProgress(console, name, live=pipe.live) as bar:
+            pipe.run(on_progress=live_preview.wrap(bar.update), interval=live_preview.interval)
     except BaseException as err:
         if pipe.stats.status == "running":  # stopped before the run started: leave no output behind
             pipe.abort()

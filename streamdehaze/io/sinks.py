@@ -24,6 +24,7 @@ from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.audio import AudioCopier, audio_codecs
 from streamdehaze.io.base import Sink, av_reason, check_status
 from streamdehaze.io.images import IMAGE_EXTENSIONS, ImageSink
+from streamdehaze.ops.yuv import frame_size, is_yuv
 
 __all__ = ["Sink", "VideoFileSink", "ImageSink", "NullSink", "open_sink", "VIDEO_FORMATS"]
 
@@ -197,7 +198,8 @@ class VideoFileSink(Sink):
     def write(self, frame: Frame) -> None:
         if self._out is None:
             raise EncodeError(f"{self.path}: write() before open() or after close()")
-        h, w = frame.image.shape[:2]
+        yuv = is_yuv(frame.meta)  # packed yuv420p planes (device colour conversion): no CPU conversion
+        h, w = frame_size(frame.image.shape, frame.meta)
         if (w, h) != self._size:
             if self.frames_written:
                 raise EncodeError(f"frame {frame.index} is {w}x{h} but {self.path} is {self._size[0]}x{self._size[1]}")
@@ -206,7 +208,7 @@ class VideoFileSink(Sink):
         if self.padding != (0, 0):
             image = np.pad(image, ((0, self.padding[1]), (0, self.padding[0]), (0, 0)), mode="edge")
         pts = self._pts(frame)
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p" if yuv else "rgb24")
         vf.pts, vf.time_base = pts, self._time_base
         self._last_time = float(pts * self._time_base) + self.start
         try:

@@ -21,6 +21,7 @@ from streamdehaze.io.base import Source, av_reason
 from streamdehaze.io.images import IMAGE_EXTENSIONS, ImageSource
 from streamdehaze.io.rtsp import RtspSource
 from streamdehaze.io.webcam import WebcamSource
+from streamdehaze.ops.yuv import YUV_FORMATS, yuv_meta
 
 __all__ = ["Source", "FileSource", "RtspSource", "WebcamSource", "ImageSource", "open_source"]
 
@@ -34,13 +35,15 @@ def open_source(
     backoff: float = 0.5,
     threads: bool = True,
     fps: float | None = None,
+    pix_fmt: str = "rgb24",
 ) -> Source:
     """The Source for ``spec`` (not opened yet: call ``open()``).
 
     ``start`` (seconds) seeks files and image sequences; ``timeout`` (seconds) bounds opening and
     each read of live sources; ``reconnect_attempts``/``backoff`` (seconds, doubled per attempt)
     govern RTSP reconnection; ``threads`` enables FFmpeg's threaded decoding; ``fps`` is the
-    frame rate given to image sequences (default 25).
+    frame rate given to image sequences (default 25); ``pix_fmt="yuv420p"`` makes files deliver
+    yuv420p frames as packed planes without colour conversion (see :mod:`streamdehaze.ops.yuv`).
     """
     spec = str(spec)
     if not spec.strip():
@@ -58,7 +61,7 @@ def open_source(
         return WebcamSource(spec, timeout=timeout, threads=threads)
     if os.path.isdir(spec) or glob.has_magic(spec) or os.path.splitext(lower)[1] in IMAGE_EXTENSIONS:
         return ImageSource(spec, fps=fps or 25.0, start=start)
-    return FileSource(spec, start=start, threads=threads)
+    return FileSource(spec, start=start, threads=threads, pix_fmt=pix_fmt)
 
 
 class FileSource(Source):
@@ -67,13 +70,18 @@ class FileSource(Source):
     Frames keep the file's integer pts and the stream's time base. ``start`` seeks to the
     keyframe before ``start`` seconds and skips the frames before it. A file that ends before
     its announced frame count or duration raises :class:`DecodeError` saying how many frames
-    were read, instead of ending silently short.
+    were read, instead of ending silently short. ``pix_fmt="yuv420p"``: frames decoded as
+    yuv420p/yuvj420p with even sizes come as packed planes (``meta['pix_fmt'] == 'yuv420p'``), for
+    a device that converts colour itself; other frames are still converted to rgb24.
     """
 
     is_live = False
 
-    def __init__(self, path: str, *, start: float | None = None, threads: bool = True) -> None:
+    def __init__(self, path: str, *, start: float | None = None, threads: bool = True, pix_fmt: str = "rgb24") -> None:
         super().__init__()
+        if pix_fmt not in ("rgb24", "yuv420p"):
+            raise ValueError(f"pix_fmt must be rgb24 or yuv420p, got {pix_fmt!r}")
+        self.pix_fmt = pix_fmt
         self.spec = self.path = str(path)
         self.start = start
         self.threads = threads
@@ -189,12 +197,19 @@ class FileSource(Source):
         if t is not None and self._last_time is not None:
             self._max_step = max(self._max_step, t - self._last_time)
         self._last_time = t if t is not None else self._last_time
+        meta = {"key_frame": bool(frame.key_frame)}
+        fmt = frame.format.name
+        if self.pix_fmt == "yuv420p" and fmt in YUV_FORMATS and not (frame.width % 2 or frame.height % 2):
+            image = frame.to_ndarray()  # packed planes: a copy, no colour conversion
+            meta.update(yuv_meta(fmt, frame.colorspace))
+        else:
+            image = frame.to_ndarray(format="rgb24")
         out = Frame(
-            image=frame.to_ndarray(format="rgb24"),
+            image=image,
             pts=frame.pts,
             time_base=Fraction(frame.time_base or self._stream.time_base),
             index=self._index,
-            meta={"key_frame": bool(frame.key_frame)},
+            meta=meta,
         )
         self._index += 1
         return out

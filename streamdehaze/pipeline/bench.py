@@ -10,10 +10,17 @@ Four figures from one run, each counting ``frames`` frames after ``warmup`` fram
 Plus ``engine_fps``: host uint8 frames through the :class:`~.engine.Engine` (transfers and colour
 conversion included). The input clip is generated (a textured, hazy scene panning slowly, H.264)
 unless a file is given.
+
+Speed settings (:class:`~.speed.SpeedSettings`: working size, keyframe interval, GPU tuning) apply to
+the model, engine and end-to-end figures; "model" then means the network behind the guided transfer
+on a device-resident batch. ``compare`` adds variants (``key=value,...`` overrides of the settings)
+measured in the same rounds, interleaved, so their ratios to the base settings (``variants`` in the
+result, ``*_speedup``) are fair on a shared machine. ``measure`` picks which figures to take.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import statistics
 import tempfile
@@ -31,9 +38,13 @@ import torch
 
 from ..devices import device_name, resolve_device
 from ..frames import Frame, StreamInfo
-from ..ops.color import to_tensor
-from .engine import Engine, autocast_for
+from ..ops.color import to_tensor, to_uint8
+from ..ops.yuv import planes_to_rgb_image, rgb_to_yuv420p, yuv_meta
+from .engine import Engine
 from .runner import Pipeline, PipelineStats
+from .speed import SpeedSettings, parse_overrides, speed_fields
+
+MEASUREMENTS = ("decode", "model", "engine", "encode", "end_to_end")
 
 
 @dataclass
@@ -54,6 +65,40 @@ class BenchSettings:
     preset: str = "veryfast"
     input: str | None = None
     repeat: int = 1
+    # speed settings (see SpeedSettings)
+    work_size: str = "auto"
+    keyframe_interval: int = 1
+    scene_cut: float = 0.12
+    channels_last: bool | None = None
+    cudnn_benchmark: bool | None = None
+    compile: bool = False
+    cuda_graphs: bool = False
+    device_yuv: bool | None = None
+    compare: tuple[str, ...] = ()
+    measure: tuple[str, ...] = MEASUREMENTS
+    peak: bool = False  # also count the network's FLOPs and measure the device's matmul peak
+    temporal: str = "off"  # temporal smoothing (pipeline.temporal_engine): its cost shows in the engine figures
+    temporal_strength: float = 0.8
+
+    def speed(self) -> SpeedSettings:
+        return SpeedSettings(**{name: getattr(self, name) for name in speed_fields()})
+
+    def engine(self, model: torch.nn.Module, device: torch.device) -> Engine:
+        from .temporal_engine import TemporalSettings, build_engine
+
+        temporal = TemporalSettings(self.temporal, self.temporal_strength)
+        return build_engine(self.speed(), model, device, self.precision, temporal=temporal)
+
+    def yuv(self, device: torch.device) -> bool:
+        return self.speed().use_device_yuv(device)
+
+
+def bench_variants(s: BenchSettings) -> list[tuple[str, BenchSettings]]:
+    """``[("base", s), (spec, s with spec's overrides), ...]`` for every ``--compare`` spec."""
+    out = [("base", s)]
+    for spec in s.compare:
+        out.append((spec, dataclasses.replace(s, **parse_overrides(spec), compare=())))
+    return out
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -120,34 +165,49 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_model(model: torch.nn.Module, s: BenchSettings, device: torch.device, images: np.ndarray) -> float:
-    """Frames per second of the model alone on a device-resident batch of ``images[:batch]``."""
+def time_model(
+    model: torch.nn.Module, s: BenchSettings, device: torch.device, images: np.ndarray
+) -> tuple[float, dict[str, int]]:
+    """Frames per second of the model (behind the transfer, if any) on a device-resident batch of
+    ``images[:batch]``, and the transfer's keyframe counts over the timed frames."""
+    engine = s.engine(model, device)
     x = to_tensor(np.resize(images, (s.batch, *images.shape[1:])), device)
     steps, warm = -(-s.frames // s.batch), -(-s.warmup // s.batch)
-    with torch.inference_mode(), autocast_for(device, s.precision):
+    with torch.inference_mode():
         for _ in range(warm):
-            model(x)
+            engine.infer(x)
         _sync(device)
+        before = engine.transfer.stats()
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             for _ in range(steps):
-                model(x)
+                engine.infer(x)
             end.record()
             end.synchronize()
             seconds = start.elapsed_time(end) / 1000.0
         else:
             t0 = time.perf_counter()
             for _ in range(steps):
-                model(x)
+                engine.infer(x)
             seconds = time.perf_counter() - t0
-    return steps * s.batch / seconds
+    counts = {k: v - before[k] for k, v in engine.transfer.stats().items()}
+    return steps * s.batch / seconds, counts
+
+
+def as_input(images: np.ndarray, yuv: bool) -> tuple[np.ndarray, dict]:
+    """``(N, H, W, 3)`` RGB → what the source delivers: the same, or packed yuv420p planes and their meta."""
+    if not yuv:
+        return images, {}
+    x = to_tensor(images)
+    return rgb_to_yuv420p(x).numpy(), yuv_meta("yuv420p", None)
 
 
 def time_engine(model: torch.nn.Module, s: BenchSettings, device: torch.device, images: np.ndarray) -> float:
     """Frames per second through the Engine: host uint8 in, host uint8 out, ``depth`` batches in flight."""
-    engine = Engine(model, device, s.precision)
-    batch = [Frame(images[i % len(images)], i, Fraction(1, 30), i) for i in range(s.batch)]
+    engine = s.engine(model, device)
+    data, meta = as_input(images, s.yuv(device))
+    batch = [Frame(data[i % len(data)], i, Fraction(1, 30), i, dict(meta)) for i in range(s.batch)]
     steps, warm = -(-s.frames // s.batch), -(-s.warmup // s.batch)
     for _ in range(warm):
         engine.submit(batch)
@@ -159,28 +219,30 @@ def time_engine(model: torch.nn.Module, s: BenchSettings, device: torch.device, 
     return steps * s.batch / (time.perf_counter() - t0)
 
 
-def time_decode(path: str, s: BenchSettings) -> tuple[float, StreamInfo, list[np.ndarray]]:
-    """Decode-only fps, the stream's info and up to 30 decoded frames (for the other measurements)."""
+def time_decode(path: str, s: BenchSettings, yuv: bool = False) -> tuple[float, StreamInfo, list[np.ndarray]]:
+    """Decode-only fps (RGB frames, or yuv420p planes with ``yuv``), the stream's info and up to 30
+    decoded frames as RGB (for the other measurements)."""
     from ..io.sources import open_source
 
-    source = open_source(path)
+    source = open_source(path, pix_fmt="yuv420p" if yuv else "rgb24")
     info = source.open()
-    kept: list[np.ndarray] = []
+    kept: list[Frame] = []
     try:
         for _ in range(s.warmup):
             if (f := source.read()) is not None and len(kept) < 30:
-                kept.append(f.image)
+                kept.append(f)
         t0, n = time.perf_counter(), 0
         while n < s.frames and (f := source.read()) is not None:
             n += 1
             if len(kept) < 30:
-                kept.append(f.image)
+                kept.append(f)
         seconds = time.perf_counter() - t0
     finally:
         source.close()
     if not kept:
         raise ValueError(f"{path}: no frames decoded")
-    return (n / seconds if n else 0.0), info, kept
+    images = [planes_to_rgb_image(f.image, f.meta) if f.meta.get("pix_fmt") == "yuv420p" else f.image for f in kept]
+    return (n / seconds if n else 0.0), info, images
 
 
 def _sink(path: Path, s: BenchSettings):
@@ -189,12 +251,14 @@ def _sink(path: Path, s: BenchSettings):
     return open_sink(str(path), codec=s.codec, crf=s.crf, preset=s.preset)
 
 
-def time_encode(images: list[np.ndarray], info: StreamInfo, s: BenchSettings, tmp: Path) -> float:
-    """Encode-only fps: ``images`` cycled through the sink; the clock stops after the final flush."""
+def time_encode(images: list[np.ndarray], info: StreamInfo, s: BenchSettings, tmp: Path, yuv: bool = False) -> float:
+    """Encode-only fps: ``images`` (as yuv420p planes with ``yuv``) cycled through the sink; the
+    clock stops after the final flush."""
     tb = Fraction(1, 30)
     sink = _sink(tmp / "encode_only.mp4", s)
     sink.open(StreamInfo(info.width, info.height, tb, Fraction(30), is_live=False))
-    frames = (Frame(images[i % len(images)], i, tb, i) for i in range(s.warmup + s.frames))
+    data, meta = as_input(np.stack(images), yuv)
+    frames = (Frame(data[i % len(data)], i, tb, i, dict(meta)) for i in range(s.warmup + s.frames))
     try:
         for _, f in zip(range(s.warmup), frames):
             sink.write(f)
@@ -208,8 +272,11 @@ def time_encode(images: list[np.ndarray], info: StreamInfo, s: BenchSettings, tm
     return s.frames / (time.perf_counter() - t0)
 
 
-def time_end_to_end(path: str, model: torch.nn.Module, s: BenchSettings, tmp: Path) -> tuple[float, PipelineStats]:
-    """End-to-end fps of the real pipeline over the frames after the warm-up (final flush included)."""
+def time_end_to_end(
+    path: str, model: torch.nn.Module, s: BenchSettings, tmp: Path, device: torch.device
+) -> tuple[float, PipelineStats, dict[str, int]]:
+    """End-to-end fps of the real pipeline over the frames after the warm-up (final flush included),
+    its statistics and the transfer's keyframe counts."""
     from ..io.sources import open_source
 
     marks: dict[str, float] = {}
@@ -220,49 +287,129 @@ def time_end_to_end(path: str, model: torch.nn.Module, s: BenchSettings, tmp: Pa
         if count[0] == s.warmup:
             marks["t0"] = time.perf_counter()
 
+    engine = s.engine(model, device)
     pipe = Pipeline(
-        open_source(path),
-        model,
+        open_source(path, pix_fmt="yuv420p" if s.yuv(device) else "rgb24"),
+        engine,
         _sink(tmp / "end_to_end.mp4", s),
         batch=s.batch,
-        precision=s.precision,
         max_frames=s.warmup + s.frames,
         on_write=on_write,
     )
     t_start = time.perf_counter()
     stats = pipe.run()
     seconds = time.perf_counter() - marks.get("t0", t_start)
-    return (stats.frames_written - min(s.warmup, stats.frames_written)) / seconds, stats
+    fps = (stats.frames_written - min(s.warmup, stats.frames_written)) / seconds
+    return fps, stats, engine.transfer.stats()
+
+
+def precision_error(model: torch.nn.Module, s: BenchSettings, device: torch.device, images: np.ndarray) -> dict:
+    """Max and mean absolute difference (8-bit levels) of ``s.precision`` against fp32 on real frames."""
+    x = to_tensor(images[: s.batch], device)
+    with torch.inference_mode():
+        ref = to_uint8(dataclasses.replace(s, precision="fp32").engine(model, device).infer(x))
+        out = to_uint8(s.engine(model, device).infer(x))
+    diff = (out.int() - ref.int()).abs()
+    return {"precision": s.precision, "max_abs_levels": int(diff.max()), "mean_abs_levels": float(diff.float().mean())}
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _peak_figures(model, s: BenchSettings, device: torch.device, info: StreamInfo, fig: dict) -> dict:
+    """Network FLOPs per frame at the working size and the share of the matmul peak they reach."""
+    from .flops import matmul_peak_tflops, network_flops
+
+    h, w = s.speed().resolved_work_size(device).size_for(info.height, info.width)
+    flops = network_flops(model, h, w, device)
+    keys = fig.get("model_keyframes") or {}
+    calls_per_frame = keys["keyframes"] / keys["frames"] if keys.get("frames") else 1.0
+    achieved = flops * calls_per_frame * (fig["model_fps"] or 0.0) / 1e12
+    peak = matmul_peak_tflops(device, s.precision)
+    return {
+        "network_gflops_per_call": flops / 1e9,
+        "model_tflops": achieved,
+        "matmul_peak_tflops": peak,
+        "peak_fraction": achieved / peak if peak else None,
+    }
 
 
 def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
-    """All figures (medians over ``repeat`` rounds), ratios, per-stage figures, environment and settings."""
+    """All figures (medians over ``repeat`` rounds) for the base settings and each ``compare``
+    variant, ratios, per-stage figures, environment and settings."""
+    unknown = set(s.measure) - set(MEASUREMENTS)
+    if unknown:
+        raise ValueError(f"unknown measurements {sorted(unknown)}; expected some of {MEASUREMENTS}")
     device = resolve_device(s.device)
     model = build_model(s, device)
     env = environment(device)
+    variants = bench_variants(s)
+    yuv = s.yuv(device)
     with tempfile.TemporaryDirectory(prefix="streamdehaze-bench-") as tmp_name:
         tmp = Path(tmp_name)
         path = s.input
         if path is None:
             log(f"generating a {s.width}x{s.height} H.264 clip of {s.warmup + s.frames} frames")
             path = str(make_clip(tmp / "input.mp4", s.width, s.height, s.warmup + s.frames))
-        runs: dict[str, list[float]] = {k: [] for k in ("decode", "model", "engine", "encode", "end_to_end")}
-        stats = None
+        runs = {label: {k: [] for k in MEASUREMENTS} for label, _ in variants}
+        extra: dict[str, dict[str, Any]] = {label: {} for label, _ in variants}
         for r in range(s.repeat):
-            log(f"round {r + 1}/{s.repeat}: decode-only")
-            fps, info, images = time_decode(path, s)
-            runs["decode"].append(fps)
-            batch = np.stack(images[: s.batch])
-            log(f"round {r + 1}/{s.repeat}: model-only")
-            runs["model"].append(time_model(model, s, device, batch))
-            runs["engine"].append(time_engine(model, s, device, batch))
-            log(f"round {r + 1}/{s.repeat}: encode-only")
-            runs["encode"].append(time_encode(images, info, s, tmp))
-            log(f"round {r + 1}/{s.repeat}: end-to-end")
-            fps, stats = time_end_to_end(path, model, s, tmp)
-            runs["end_to_end"].append(fps)
-    med = {k: statistics.median(v) for k, v in runs.items()}
-    slowest = min(med["decode"], med["model"], med["encode"])
+            step = f"round {r + 1}/{s.repeat}"
+            log(f"{step}: decode-only")
+            fps, info, images = time_decode(path, s, yuv)
+            if "decode" in s.measure:
+                runs["base"]["decode"].append(fps)
+            for label, v in variants:
+                name = "" if label == "base" else f" ({label})"
+                batch = np.stack([images[i % len(images)] for i in range(v.batch)])
+                if "model" in s.measure:
+                    log(f"{step}: model-only{name}")
+                    fps, counts = time_model(model, v, device, batch)
+                    runs[label]["model"].append(fps)
+                    extra[label]["model_keyframes"] = counts
+                if "engine" in s.measure:
+                    log(f"{step}: engine{name}")
+                    runs[label]["engine"].append(time_engine(model, v, device, batch))
+                if "end_to_end" in s.measure:
+                    log(f"{step}: end-to-end{name}")
+                    fps, stats, counts = time_end_to_end(path, model, v, tmp, device)
+                    runs[label]["end_to_end"].append(fps)
+                    extra[label].update(stats=stats, keyframes=counts)
+            if "encode" in s.measure:
+                log(f"{step}: encode-only")
+                runs["base"]["encode"].append(time_encode(images, info, s, tmp, yuv))
+        accuracy = precision_error(model, s, device, np.stack(images)) if s.precision != "fp32" else None
+    results = []
+    for label, v in variants:
+        fig = {f"{k}_fps": _median(runs[label][k]) for k in ("model", "engine", "end_to_end")}
+        fig["model_keyframes"] = extra[label].get("model_keyframes")
+        if s.peak and fig["model_fps"]:
+            log(f"counting FLOPs{'' if label == 'base' else f' ({label})'}")
+            fig.update(_peak_figures(model, v, device, info, fig))
+        overrides = {} if label == "base" else parse_overrides(label)
+        results.append({
+            "label": label,
+            "overrides": overrides,
+            "work_size": v.speed().describe(device, info.height, info.width),
+            "network_size": "{1}x{0}".format(*v.speed().resolved_work_size(device).size_for(info.height, info.width)),
+            "keyframe_interval": v.keyframe_interval,
+            "keyframes": extra[label].get("keyframes"),
+            **fig,
+            "rounds": runs[label],
+        })  # fmt: skip
+    base = results[0]
+    for res in results:
+        for k in ("model", "engine", "end_to_end"):
+            res[f"{k}_speedup"] = _ratio(res[f"{k}_fps"], base[f"{k}_fps"])
+    med = {k: _median(runs["base"][k]) for k in MEASUREMENTS}
+    singles = [med[k] for k in ("decode", "model", "encode") if med[k]]
+    slowest = min(singles) if len(singles) == 3 else None
+    stats = extra["base"].get("stats")
     settings = asdict(s) | {"width": info.width, "height": info.height, "resolution": f"{info.width}x{info.height}"}
     return {
         "model_fps": med["model"],
@@ -270,10 +417,19 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
         "decode_fps": med["decode"],
         "encode_fps": med["encode"],
         "end_to_end_fps": med["end_to_end"],
-        "end_to_end_over_slowest": med["end_to_end"] / slowest if slowest else None,
-        "end_to_end_over_model": med["end_to_end"] / med["model"] if med["model"] else None,
-        "rounds": runs,
+        "end_to_end_over_slowest": _ratio(med["end_to_end"], slowest),
+        "end_to_end_over_model": _ratio(med["end_to_end"], med["model"]),
+        "work_size": base["work_size"],
+        "keyframes": base["keyframes"],
+        "precision_error": accuracy,
+        "variants": results,
+        "rounds": runs["base"],
         "stages": stats.as_dict()["stages"] if stats else {},
+        **{
+            k: base[k]
+            for k in ("network_gflops_per_call", "model_tflops", "matmul_peak_tflops", "peak_fraction")
+            if k in base
+        },
         **env,
         "settings": settings,
     }

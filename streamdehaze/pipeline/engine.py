@@ -11,6 +11,12 @@ with ``depth`` (>= 2) batches in flight, each in its own slot of pinned and devi
 upload of batch k+1 and the download of batch k-1 overlap the compute of batch k, and the host thread
 only waits for a slot's ``downloaded`` event when it needs that slot again. On CPU the same
 interface runs each batch synchronously.
+
+Frames may be RGB ``(H, W, 3)`` or packed yuv420p planes (``meta['pix_fmt'] == 'yuv420p'``, see
+:mod:`streamdehaze.ops.yuv`): yuv frames are converted to RGB and back on the device and come back
+as yuv420p. The network call goes through :func:`.tuning.model_runner` (channels-last, autocast,
+optional torch.compile / CUDA graphs) and, when a :class:`.transfer.GuidedTransfer` is given and
+active, through its coefficient path (working size, keyframe reuse, the temporal hook).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from torch import nn
 from ..errors import InputError, ModelError
 from ..frames import Frame
 from ..ops.color import to_tensor, to_uint8
+from ..ops.yuv import is_yuv, rgb_to_yuv420p, yuv420p_to_rgb
+from .transfer import GuidedTransfer
+from .tuning import EngineOptions, model_runner
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -48,10 +57,13 @@ def _with_images(frames: list[Frame], images: np.ndarray) -> list[Frame]:
 
 
 class _Slot:
-    """Pinned host and device buffers plus the events of one in-flight CUDA batch."""
+    """Pinned host and device buffers plus the events of one in-flight CUDA batch.
 
-    def __init__(self, batch: int, height: int, width: int, device: torch.device) -> None:
-        shape = (batch, height, width, 3)
+    ``frame_shape``: one frame's uint8 image, ``(H, W, 3)`` RGB or ``(3H/2, W)`` yuv420p (same out as in).
+    """
+
+    def __init__(self, batch: int, frame_shape: tuple[int, ...], device: torch.device) -> None:
+        shape = (batch, *frame_shape)
         self.shape = shape
         self.host_in = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
         self.host_out = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
@@ -63,8 +75,8 @@ class _Slot:
         self.downloaded = torch.cuda.Event()
         self.frames: list[Frame] | None = None  # the batch in flight, None when the slot is free
 
-    def fits(self, n: int, height: int, width: int) -> bool:
-        return n <= self.shape[0] and (height, width) == self.shape[1:3]
+    def fits(self, n: int, frame_shape: tuple[int, ...]) -> bool:
+        return n <= self.shape[0] and tuple(frame_shape) == self.shape[1:]
 
 
 class Engine:
@@ -72,13 +84,21 @@ class Engine:
 
     ``model``: ``(B, 3, H, W)`` float in [0, 1] → same shape, float in [0, 1] (a
     :class:`~streamdehaze.nets.dehazer.Dehazer`). ``precision``: fp32, or fp16/bf16 autocast.
+    ``transfer``: working size / keyframes / temporal hook (:mod:`.transfer`); ``options``: GPU tuning
+    switches (:class:`.tuning.EngineOptions`, resolved for the device; applied to ``model`` in place).
     Use :meth:`submit` for each batch (returns the batches that finished, oldest first, possibly
     none yet on CUDA), :meth:`poll` when idle, and :meth:`drain` at the end. :attr:`busy_s` is the
     model's compute time (CUDA events on GPU, wall time on CPU).
     """
 
     def __init__(
-        self, model: nn.Module, device: torch.device | str | None = None, precision: str = "fp32", depth: int = 2
+        self,
+        model: nn.Module,
+        device: torch.device | str | None = None,
+        precision: str = "fp32",
+        depth: int = 2,
+        transfer: GuidedTransfer | None = None,
+        options: EngineOptions | None = None,
     ) -> None:
         self.model = model.eval()
         self.device = torch.device(device) if device is not None else _model_device(model)
@@ -91,8 +111,10 @@ class Engine:
         self._slots: list[_Slot | None] = [None] * self.depth
         self._order: list[int] = []  # slot indices in flight, oldest first
         self._next = 0
+        self.transfer = transfer
+        self.options = (options or EngineOptions()).resolved(self.device)
+        self._run_model = model_runner(self.model, self.device, precision, self.options)
         if self.cuda:
-            torch.backends.cudnn.benchmark = True  # frame sizes are fixed for a whole stream
             with torch.cuda.device(self.device):
                 self._upload, self._compute, self._download = (torch.cuda.Stream(self.device) for _ in range(3))
                 # the model's weights were written on the default stream: order the compute stream after it
@@ -103,11 +125,30 @@ class Engine:
         """Batches submitted and not yet returned."""
         return len(self._order)
 
-    def _forward(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, 3)`` uint8 on the device → ``(B, H, W, 3)`` uint8 on the device."""
-        with torch.inference_mode(), autocast_for(self.device, self.precision):
+    def _forward(self, x_uint8: torch.Tensor, meta: dict | None = None) -> torch.Tensor:
+        """``(B, H, W, 3)`` (or yuv420p ``(B, 3H/2, W)``) uint8 on the device → the same layout, uint8."""
+        meta = meta or {}
+        yuv = is_yuv(meta)
+        matrix, full_range = meta.get("yuv_matrix", "bt601"), meta.get("yuv_range") == "pc"
+        with torch.inference_mode():
+            x = yuv420p_to_rgb(x_uint8, matrix, full_range) if yuv else to_tensor(x_uint8)
+            y = self.infer(x)
+            # back to the encoder's yuv420p with swscale's default matrix (what the CPU path's encoder uses)
+            return rgb_to_yuv420p(y) if yuv else to_uint8(y)
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` float in [0, 1] on the device → dehazed, same shape: the network, behind the
+        transfer (working size, keyframe reuse, coefficient hook) when that is active. Frames in order."""
+        with torch.inference_mode():
+            if self.transfer is not None and self.transfer.active:
+                return self.transfer.process(self._call_model, x)
+            return self._call_model(x)
+
+    def _call_model(self, x: torch.Tensor) -> torch.Tensor:
+        """The network (tuned runner, autocast) on ``(B, 3, h, w)`` float; clear errors for precision gaps."""
+        with torch.inference_mode():
             try:
-                y = self.model(to_tensor(x_uint8))
+                return self._run_model(x)
             except (RuntimeError, NotImplementedError) as err:
                 if self.precision != "fp32" and "not implemented for" in str(err):
                     # e.g. torchvision's deform_conv2d has no bf16 CPU kernel and no CPU autocast rule
@@ -116,7 +157,6 @@ class Engine:
                         f"{self.device.type}: {str(err).splitlines()[0]}; use --precision fp32"
                     ) from err
                 raise
-        return to_uint8(y)
 
     def submit(self, frames: list[Frame]) -> list[list[Frame]]:
         """Start one batch (all frames of one size); returns finished batches, oldest first."""
@@ -157,16 +197,16 @@ class Engine:
     def _run_cpu(self, frames: list[Frame]) -> list[Frame]:
         t0 = time.perf_counter()
         x = torch.from_numpy(np.stack([f.image for f in frames])).to(self.device)
-        y = self._forward(x).cpu().numpy()
+        y = self._forward(x, frames[0].meta).cpu().numpy()
         self.busy_s += time.perf_counter() - t0
         self.frames += len(frames)
         return _with_images(frames, y)
 
     def _launch(self, index: int, frames: list[Frame]) -> None:
-        n, (h, w) = len(frames), frames[0].image.shape[:2]
+        n, shape = len(frames), frames[0].image.shape
         slot = self._slots[index]
-        if slot is None or not slot.fits(n, h, w):
-            slot = self._slots[index] = _Slot(max(n, slot.shape[0] if slot else 0), h, w, self.device)
+        if slot is None or not slot.fits(n, shape):
+            slot = self._slots[index] = _Slot(max(n, slot.shape[0] if slot else 0), shape, self.device)
         host = slot.host_in.numpy()
         for i, f in enumerate(frames):  # straight into pinned memory, no intermediate stack
             host[i] = f.image
@@ -176,7 +216,7 @@ class Engine:
         self._compute.wait_event(slot.uploaded)
         with torch.cuda.stream(self._compute):
             slot.started.record(self._compute)
-            slot.dev_out[:n].copy_(self._forward(slot.dev_in[:n]))
+            slot.dev_out[:n].copy_(self._forward(slot.dev_in[:n], frames[0].meta))
             slot.computed.record(self._compute)
         self._download.wait_event(slot.computed)
         with torch.cuda.stream(self._download):

@@ -1,0 +1,71 @@
+"""Speed options shared by ``run``, ``bench``, ``image`` and ``eval`` (see ``pipeline/speed.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..pipeline.speed import SpeedSettings, speed_fields
+from ..pipeline.transfer import parse_work_size
+
+WORK_SIZE_HELP = (
+    "Resolution the network runs at; the result is carried to full resolution by guided transfer. "
+    "auto (CPU: short side 360; GPU: full up to 1080p, short side 1080 above), full, a short side "
+    "in pixels (540) or a scale (0.5, 1/3)."
+)
+
+
+def _check_work_size(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parse_work_size(value, "cpu")  # the syntax, before any file is touched (InputError: one line)
+    return value
+
+
+def work_size_option(default: str = "auto") -> Callable:
+    return click.option(
+        "--work-size", default=default, show_default=True, help=WORK_SIZE_HELP, callback=_check_work_size
+    )
+
+
+_STREAM_OPTIONS = (
+    click.option(
+        "--keyframe-interval",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Run the network every K frames and reuse its colour map between (scene cuts force a keyframe).",
+    ),
+    click.option(
+        "--scene-cut",
+        type=click.FloatRange(min=0, min_open=True),
+        default=0.12,
+        show_default=True,
+        help="Thumbnail change (mean abs, 0-1) since the last keyframe that counts as a scene cut.",
+    ),
+    click.option("--channels-last/--no-channels-last", default=None, help="NHWC weights and inputs [default: on]."),
+    click.option(
+        "--cudnn-benchmark/--no-cudnn-benchmark", default=None, help="cuDNN autotuning [default: on with CUDA]."
+    ),
+    click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (slow first batch)."),
+    click.option("--cuda-graphs", is_flag=True, help="Replay CUDA graphs for fixed shapes (CUDA only)."),
+    click.option(
+        "--device-yuv/--no-device-yuv",
+        default=None,
+        help="Decode/encode yuv420p and convert colour on the device [default: on with CUDA, file to video file].",
+    ),
+)
+
+
+def speed_options(f: Callable) -> Callable:
+    """``--work-size``, ``--keyframe-interval``, ``--scene-cut`` and the engine tuning switches."""
+    for option in reversed(_STREAM_OPTIONS):
+        f = option(f)
+    return work_size_option()(f)
+
+
+def pop_speed(kwargs: dict[str, Any]) -> SpeedSettings:
+    """Take the speed options out of a command's keyword arguments."""
+    if "compile_" in kwargs:
+        kwargs["compile"] = kwargs.pop("compile_")
+    return SpeedSettings(**{name: kwargs.pop(name) for name in speed_fields() if name in kwargs})

@@ -1,0 +1,342 @@
+"""Wiring a pipeline to the live preview: source wrapper, model switch, window/web outputs, the preview run.
+
+:func:`preview` is what ``streamdehaze preview`` runs: the source played in real time (files at
+their own frame rate, paced by pts, live sources at theirs), the real
+:class:`~streamdehaze.pipeline.runner.Pipeline` with batch 1 and short queues (frames are dropped,
+counted, when inference falls behind), and a :class:`~.preview.PreviewSink` feeding the window
+and/or the web page. :func:`attach_preview` adds the same outputs to a recording pipeline
+(``run --preview/--web``) without changing its timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2  # noqa: F401 - before PyAV (imported below): see preview_window.check_display
+from torch import nn
+
+from streamdehaze.frames import Frame, StreamInfo
+from streamdehaze.io.base import Source
+from streamdehaze.io.preview import PreviewHub, PreviewSink
+
+
+class PreviewSource(Source):
+    """Wraps a source for previewing; every frame gets ``meta['original']`` and ``meta['t_read']``.
+
+    ``meta['original']`` is the input image (the sink shows it next to the dehazed one) and
+    ``meta['t_read']`` the ``time.monotonic()`` of reading (for the latency figure).
+
+    ``realtime=True`` (the preview command): a file plays at its own frame rate (paced by pts)
+    and the wrapper reports itself live, so the pipeline drops the oldest queued frames when
+    inference falls behind, as with a camera; while ``hub.controls.paused`` a file stops reading
+    (and resumes where it was) and a live source keeps reading but discards frames.
+    ``realtime=False`` (recording): timing and liveness are the inner source's; pausing the
+    preview never pauses the recording. In both modes ``hub.quit`` ends the stream.
+    """
+
+    def __init__(self, inner: Source, hub: PreviewHub | None = None, realtime: bool = True, max_late: float = 0.5):
+        super().__init__()
+        self.inner, self.hub, self.realtime, self.max_late = inner, hub, realtime, max_late
+        self.spec = inner.spec
+        self.is_live = True if realtime else inner.is_live
+        self.paced = realtime and not inner.is_live
+        self.late = 0  # times a file fell behind its clock by more than max_late (re-anchored)
+        self._anchor: float | None = None  # monotonic time of the stream's t = 0
+        self._last_t: float | None = None
+
+    def _open(self) -> StreamInfo:
+        return self.inner.open()
+
+    def _release(self) -> None:
+        self.inner.close()
+
+    def _stopping(self) -> bool:
+        hub = self.hub
+        return self._closing.is_set() or (hub is not None and (hub.quit.is_set() or hub.interrupted))
+
+    def _paused(self) -> bool:
+        return self.realtime and self.hub is not None and self.hub.controls.paused
+
+    def _read(self) -> Frame | None:
+        while not self._stopping():
+            if self._paused():
+                if self.paced:
+                    self._anchor = None  # resume on a fresh clock, without a burst of late frames
+                    self._closing.wait(0.05)
+                elif self.inner.read() is None:
+                    return None
+                continue
+            frame = self.inner.read()
+            if frame is None:
+                return None
+            if self.paced:
+                self._pace(frame)
+            frame.meta["original"] = frame.image
+            frame.meta["t_read"] = time.monotonic()
+            return frame
+        return None
+
+    def _pace(self, frame: Frame) -> None:
+        """Sleep until ``frame`` is due; re-anchor the clock after a pts jump or when far behind."""
+        rate = self.info.frame_rate if self.info is not None else None
+        t = frame.time if frame.time is not None else frame.index / float(rate or 25)
+        now = time.monotonic()
+        jumped = self._last_t is not None and not (0 <= t - self._last_t <= 1.0)
+        self._last_t = t
+        if self._anchor is None or jumped:
+            self._anchor = now - t
+            return
+        delay = self._anchor + t - now
+        if delay < -self.max_late:  # decoding itself is slower than real time: stay in step with the clock
+            self.late += 1
+            self._anchor = now - t
+        elif delay > 0:
+            self._closing.wait(delay)
+
+
+class ToggleModel(nn.Module):
+    """``model`` that can be switched off (identity) while running: ``(B, 3, H, W)`` float in [0, 1] both ways."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.name = getattr(model, "name", type(model).__name__)
+        self.enabled = True
+
+    @property
+    def device(self):
+        return getattr(self.model, "device", None)
+
+    def forward(self, x):
+        return self.model(x) if self.enabled else x
+
+
+def pipeline_figures(pipe: Any) -> dict[str, Any]:
+    """Run-wide figures of a running pipeline for ``/stats`` and the overlay (empty before it starts)."""
+    try:
+        progress = pipe.progress()
+    except (KeyError, AttributeError):  # not started yet
+        return {}
+    engine = pipe.engine
+    busy = getattr(engine, "busy_s", 0.0)
+    return {
+        "read": progress.read,
+        "written": progress.written,
+        "dropped": progress.dropped,
+        "model_fps": round(engine.frames / busy, 2) if busy > 0 else None,
+    }
+
+
+class PreviewOutputs:
+    """The window and/or the web server on ``hub``: ``start()``, then ``tick()`` often from one thread, ``close()``."""
+
+    def __init__(
+        self, hub: PreviewHub, *, window: bool = False, web: str | None = None, token: str | None = None
+    ) -> None:
+        self.hub, self.window_wanted, self.web_address, self.token = hub, window, web, token
+        self.window = None
+        self.web = None
+
+    def start(self) -> str | None:
+        """Open the window and start the server; returns the page's URL (with its token) or None."""
+        from streamdehaze.io.preview_web import WebPreview, parse_address
+        from streamdehaze.io.preview_window import PreviewWindow
+
+        if self.web_address is not None:
+            host, port = parse_address(self.web_address)
+            self.web = WebPreview(self.hub, host, port, token=self.token)
+        if self.window_wanted:
+            self.window = PreviewWindow(self.hub)
+            self.window.open()
+        return self.web.start() if self.web is not None else None
+
+    def tick(self, *_: Any) -> bool:
+        """Drive the window (if any); False once the user asked to quit."""
+        if self.window is not None:
+            self.window.tick()
+        return not self.hub.quit.is_set()
+
+    def hold(self) -> None:
+        """Keep showing the last frame until the user quits (key, window closed, Stop button, Ctrl-C)."""
+        while self.tick():
+            if self.window is not None:
+                time.sleep(0.02)
+            else:
+                self.hub.quit.wait(0.2)
+
+    def close(self) -> None:
+        if self.window is not None:
+            self.window.close()
+        if self.web is not None:
+            self.web.stop()
+
+
+def _wire(pipe: Any, hub: PreviewHub, switch: ToggleModel | None = None, recording: bool = False) -> None:
+    """Figures from ``pipe`` into ``hub.stats()``; the dehazing and temporal switches act on the pipeline.
+
+    ``recording``: the output follows the command line, so the dehazing switch only changes the
+    view and the temporal one is unavailable. ``switch``: the model's on/off wrapper.
+    """
+    temporal = None if recording else getattr(pipe, "temporal", None)
+    available = temporal is not None and hasattr(temporal, "enabled")
+    hub.controls.temporal = bool(temporal.enabled) if available else False
+    hub.dehaze_in_display = switch is None  # no switch: it only changes what is shown
+    hub.stats_fn = lambda: {**pipeline_figures(pipe), "temporal_available": available}
+
+    def on_change(field: str, value: Any) -> None:
+        if field == "dehaze" and switch is not None:
+            switch.enabled = bool(value)
+        elif field == "temporal" and available:
+            temporal.enabled = bool(value)
+
+    hub.on_change(on_change)
+
+
+def attach_preview(pipe: Any, hub: PreviewHub) -> None:
+    """Make a built, not yet opened recording pipeline also feed ``hub`` (for ``run --preview/--web``).
+
+    The sink becomes a :class:`PreviewSink` writing to the recording sink first; the source is
+    wrapped (``realtime=False``) to carry the original image; timing is unchanged and quitting
+    the preview ends the recording cleanly (as at the end of the input). The recording follows the
+    command line: the preview's dehazing switch only changes the view, its temporal switch is off.
+    """
+    pipe.source = PreviewSource(pipe.source, hub, realtime=False)
+    pipe.sink = PreviewSink(hub, pipe.sink)
+    _wire(pipe, hub, recording=True)
+
+
+def build_preview_pipeline(
+    source: str,
+    hub: PreviewHub,
+    model: str | nn.Module = "aecrnet",
+    weights: str | None = None,
+    device: str = "auto",
+    *,
+    batch: int = 1,
+    precision: str = "fp32",
+    timeout: float = 5.0,
+    max_frames: int | None = None,
+    speed: Any = None,
+    temporal: Any = None,
+) -> Any:
+    """The preview's :class:`~streamdehaze.pipeline.runner.Pipeline` (not opened): ``source`` in real time → ``hub``.
+
+    The model runs behind a :class:`ToggleModel` (the dehazing switch), inside the engine that
+    ``speed`` (a :class:`~streamdehaze.pipeline.speed.SpeedSettings`) and ``temporal`` (a
+    :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`, default: the default mode)
+    describe; ``pipeline.temporal`` is the smoothing switch. Batch 1 and short queues keep latency low.
+    """
+    import dataclasses
+
+    from streamdehaze.devices import resolve_device
+    from streamdehaze.io.sources import open_source
+    from streamdehaze.nets.registry import load_model
+    from streamdehaze.pipeline.engine import _model_device
+    from streamdehaze.pipeline.runner import Pipeline
+    from streamdehaze.pipeline.speed import SpeedSettings
+    from streamdehaze.pipeline.temporal_dcp import with_smoothed_airlight
+    from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine
+
+    speed = dataclasses.replace(speed or SpeedSettings(), device_yuv=False)  # the preview shows RGB frames
+    temporal = temporal or TemporalSettings()
+    if isinstance(model, nn.Module):
+        dehazer, dev = model, _model_device(model)
+    else:
+        dev = resolve_device(device)
+        dehazer = load_model(model, weights=weights, device=dev)
+    if temporal.on and temporal.mode in ("ema", "flow"):  # before the switch, which hides the prior from it
+        dehazer = with_smoothed_airlight(dehazer, temporal.airlight, temporal.config().cut_threshold)
+    switch = ToggleModel(dehazer)
+    engine = build_engine(speed, switch, dev, precision, temporal=temporal)
+    src = PreviewSource(open_source(source, timeout=timeout), hub, realtime=True)
+    pipe = Pipeline(src, engine, PreviewSink(hub), batch=batch, queue_size=max(2, batch), max_frames=max_frames)
+    pipe.temporal = getattr(engine, "temporal", None)
+    _wire(pipe, hub, switch)
+    return pipe
+
+
+def preview(
+    source: str,
+    model: str | nn.Module = "aecrnet",
+    weights: str | None = None,
+    device: str = "auto",
+    *,
+    window: bool = True,
+    web: str | None = None,
+    token: str | None = None,
+    batch: int = 1,
+    precision: str = "fp32",
+    snapshot_dir: str = ".",
+    timeout: float = 5.0,
+    max_frames: int | None = None,
+    speed: Any = None,
+    temporal: Any = None,
+    exit_at_end: bool = False,
+    on_start: Callable[[Any, str | None], None] | None = None,
+    on_progress: Callable[[Any], None] | None = None,
+) -> Any:
+    """Preview ``source`` dehazed in a window and/or on a web page (``web`` = ``[HOST:]PORT``).
+
+    ``speed``/``temporal``: see :func:`build_preview_pipeline`. ``on_start(pipeline, url)`` is
+    called once the source is open and the outputs are up; ``on_progress`` gets the pipeline's
+    progress snapshots. Unless ``exit_at_end``, the last frame stays on screen after the stream
+    ends until the user quits. Returns the pipeline's stats.
+    """
+    hub = PreviewHub(snapshot_dir)
+    pipe = build_preview_pipeline(
+        source, hub, model, weights, device, batch=batch, precision=precision, timeout=timeout,
+        max_frames=max_frames, speed=speed, temporal=temporal,
+    )  # fmt: skip
+    pipe.open()
+    outputs = PreviewOutputs(hub, window=window, web=web, token=token)
+    try:
+        url = outputs.start()
+    except BaseException:
+        outputs.close()
+        pipe.abort()
+        raise
+    try:
+        if on_start is not None:
+            on_start(pipe, url)
+
+        def tick(progress: Any) -> None:
+            outputs.tick()
+            if on_progress is not None:
+                on_progress(progress)
+
+        with _end_stream_on_interrupt(hub):
+            stats = pipe.run(on_progress=tick, interval=0.02 if window else 0.1)
+            if not exit_at_end:
+                outputs.hold()
+        return stats
+    finally:
+        outputs.close()
+
+
+@contextlib.contextmanager
+def _end_stream_on_interrupt(hub: PreviewHub):
+    """Ctrl-C also ends the stream at the source, so that it does not wait in a paused read.
+
+    The pipeline handles KeyboardInterrupt by finishing what was read, but a paused file's
+    read only returns once the source is told to stop. The handler only sets a flag (taking a
+    lock inside a signal handler could deadlock the main thread), then raises as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        hub.interrupted = True
+        (previous if callable(previous) else signal.default_int_handler)(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,138 @@
+"""Motion-compensated recursive temporal filter (``--temporal flow``). Streaming: only past frames.
+
+The previous OUTPUT is warped onto the current frame along the optical flow of the INPUT (OpenCV
+DIS on a downscaled gray frame) and blended with the current output where the correspondence is
+trustworthy: the weight of the past is ``strength · 2^(−(d / gate)²)``, with ``d`` the box-averaged
+difference between the current input and the previous input warped the same way (occlusions,
+flow errors and new content give a large ``d``: the current output passes through), 0 where the
+flow points outside the frame, 0 at a scene cut. Unlike coefficient smoothing, this also averages
+out the noise and compression flicker that any dehazer amplifies by ``1/t``; its cost is one flow
+per frame on the CPU.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ops.guided import box_filter, fit_affine, rgb_to_gray
+from .temporal import SceneCutDetector, TemporalConfig, downscale, fit_shape
+
+
+def _as_u8(gray: torch.Tensor) -> np.ndarray:
+    """``(1, 1, h, w)`` in [0, 1] → ``(h, w)`` uint8 numpy array (for OpenCV's flow)."""
+    return gray[0, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+
+
+class _Grids:
+    """Normalised sampling grids ``(1, H, W, 2)`` of the pixel centres (``grid_sample``'s
+    ``align_corners=True`` convention: −1 and 1 are the first and last pixel), one per size, built once."""
+
+    def __init__(self) -> None:
+        self._cache: dict = {}
+
+    def __call__(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        key = (height, width, str(device))
+        if key not in self._cache:
+            ys = torch.linspace(-1.0, 1.0, height, device=device) if height > 1 else torch.zeros(1, device=device)
+            xs = torch.linspace(-1.0, 1.0, width, device=device) if width > 1 else torch.zeros(1, device=device)
+            gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+            self._cache = {key: torch.stack([gx, gy], -1)[None]}
+        return self._cache[key]
+
+
+def warp_backward(
+    images: torch.Tensor, flow: torch.Tensor, grids: _Grids | None = None, inside: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Warp ``images`` ``(1, C, H, W)`` (frame t−1) onto frame t along ``flow`` ``(1, 2, h, w)`` (pixels at h × w).
+
+    ``flow[p]`` is where pixel ``p`` of frame t sits in frame t−1 (OpenCV's ``calc(t, t−1)``); it is
+    converted to grid units at low resolution, then upsampled bilinearly when ``(h, w) != (H, W)``
+    (a few full-resolution passes in all). Returns the warped ``(1, C, H, W)`` and, with ``inside``,
+    a ``(1, 1, H, W)`` float mask: 1 where the source point lies within frame t−1 (else None).
+    """
+    height, width = images.shape[-2:]
+    h, w = flow.shape[-2:]
+    # pixels of the h × w flow → normalised units of the H × W frame: (W / w) · 2 / (W − 1)
+    scale = torch.tensor(
+        [2 * width / (w * max(width - 1, 1)), 2 * height / (h * max(height - 1, 1))], device=flow.device
+    )
+    offset = flow.float() * scale.view(1, 2, 1, 1)
+    if (h, w) != (height, width):
+        offset = F.interpolate(offset, size=(height, width), mode="bilinear", align_corners=False)
+    grid = (grids or _Grids())(height, width, flow.device) + offset.permute(0, 2, 3, 1)
+    warped = F.grid_sample(images, grid.to(images.dtype), align_corners=True, padding_mode="border")
+    if not inside:
+        return warped, None
+    return warped, (grid.abs() <= 1.0 + 1e-6).all(-1, keepdim=True).permute(0, 3, 1, 2).to(images.dtype)
+
+
+class FlowSmoother:
+    """``smoother(x, y) -> y'``: ``x`` inputs, ``y`` outputs, ``(B, 3, H, W)`` in [0, 1]; frames in order.
+
+    Returns ``(B, 3, H, W)`` float32 in [0, 1]. The flow and the trust weights are computed on the
+    gray input downscaled to ``flow_size`` (short side); only the previous output is warped at full
+    resolution. State: the previous low-resolution gray input and the previous output.
+    """
+
+    def __init__(self, config: TemporalConfig | None = None) -> None:
+        self.config = (config or TemporalConfig(mode="flow")).check()
+        self.cut = SceneCutDetector(self.config.cut_threshold)
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self._grids_low, self._grids_full = _Grids(), _Grids()
+        self._prev: tuple[torch.Tensor, np.ndarray, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        self._prev = None
+        self.cut.reset()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.step(x[i : i + 1], y[i : i + 1]) for i in range(x.shape[0])])
+
+    def weight(self, gray: torch.Tensor, prev: torch.Tensor, flow: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """Weight of the warped past ``(1, 1, h, w)``: high where the warped previous input matches the current one.
+
+        The input difference is multiplied by ``gain`` ``(1, 1, h, w)``, the model's local contrast gain
+        (``|a|`` of ``out ≈ a · in + b``), so it is judged at the size it would have in the output:
+        haze hides misalignments in the input that dehazing makes visible again.
+        """
+        c = self.config
+        warped, inside = warp_backward(prev, flow, self._grids_low)
+        d = box_filter((gray - warped).abs(), 1) * gain
+        return c.strength * torch.exp2(-((d / c.gate) ** 2)) * inside
+
+    def step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        cut: torch.Tensor | None = None,
+        low: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """One frame ``(1, 3, H, W)`` input and output → filtered output ``(1, 3, H, W)`` float32.
+
+        ``cut``: the frame's scene-cut flag when the caller detects cuts itself (else this smoother's
+        detector); ``low``: ``x`` and ``y`` already downscaled to the flow size, when the caller has them.
+        """
+        c = self.config
+        y = y.float()
+        size = fit_shape(*x.shape[-2:], c.flow_size)
+        low_in, low_out = low if low is not None else (downscale(x.float(), size), downscale(y, size))
+        gray = rgb_to_gray(low_in)
+        gray_u8 = _as_u8(gray)
+        cut = self.cut.step(low_in) if cut is None else cut
+        prev, out = self._prev, y
+        if prev is not None and prev[0].shape == gray.shape and prev[2].shape == y.shape and c.strength > 0:
+            back = self._dis.calc(gray_u8, prev[1], None)  # pixel p of frame t sits at p + back[p] in frame t-1
+            flow = torch.from_numpy(back).to(x.device).permute(2, 0, 1)[None]
+            a, _ = fit_affine(low_in, low_out, 2, c.eps)
+            w = self.weight(gray, prev[0], flow, a.abs().mean(1, keepdim=True).clamp_(min=1.0))
+            w = torch.where(cut, torch.zeros_like(w), w)
+            if w.shape[-2:] != y.shape[-2:]:
+                w = F.interpolate(w, size=y.shape[-2:], mode="bilinear", align_corners=False)
+            # the weight already holds the low-resolution "inside" mask: no full-resolution one needed
+            warped, _ = warp_backward(prev[2], flow, self._grids_full, inside=False)
+            out = torch.lerp(y, warped, w)
+        self._prev = (gray, gray_u8, out)
+        return out

@@ -1,0 +1,395 @@
+"""Preview wiring: real-time source wrapper, model switch, the preview run and run-while-recording."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from media import make_clip, pattern_frame, read_index, read_video
+
+from streamdehaze.api import build_pipeline
+from streamdehaze.frames import Frame, StreamInfo
+from streamdehaze.io.base import Source
+from streamdehaze.io.preview import PreviewHub
+from streamdehaze.io.preview_session import PreviewSource, ToggleModel, attach_preview, preview
+from streamdehaze.pipeline.engine import Engine
+from streamdehaze.pipeline.temporal_engine import TemporalSettings
+
+OFF = TemporalSettings("off")
+
+
+class Invert(torch.nn.Module):
+    """A stand-in dehazer with a known output: ``1 - x``; optionally slow."""
+
+    name = "invert"
+
+    def __init__(self, delay: float = 0.0):
+        super().__init__()
+        self.delay = delay
+
+    def forward(self, x):
+        time.sleep(self.delay)
+        return 1.0 - x
+
+
+class FakeSource(Source):
+    """``n`` frames at ``rate`` fps (a file unless ``live``), read instantly."""
+
+    def __init__(self, n=10, rate=20, live=False):
+        super().__init__()
+        self.n, self.rate, self.is_live, self.i, self.spec = n, rate, live, 0, "fake"
+
+    def _open(self):
+        return StreamInfo(8, 8, Fraction(1, 1000), frame_rate=Fraction(self.rate), frame_count=self.n)
+
+    def _read(self):
+        if self.i >= self.n:
+            return None
+        self.i += 1
+        image = np.full((8, 8, 3), self.i, np.uint8)
+        return Frame(image, round((self.i - 1) * 1000 / self.rate), Fraction(1, 1000), self.i - 1)
+
+    def _release(self):
+        pass
+
+
+# -- the source wrapper ------------------------------------------------------------------------
+
+
+def test_realtime_source_plays_a_file_at_its_frame_rate():
+    src = PreviewSource(FakeSource(n=11, rate=20))
+    assert src.is_live  # so the pipeline drops frames when it falls behind instead of slowing down
+    src.open()
+    t0 = time.monotonic()
+    frames = list(src)
+    elapsed = time.monotonic() - t0
+    assert [f.index for f in frames] == list(range(11))
+    assert 0.45 <= elapsed < 0.8  # 10 intervals of 50 ms
+    f = frames[3]
+    assert f.meta["original"] is f.image and abs(f.meta["t_read"] - (t0 + 0.15)) < 0.1
+
+
+def test_live_sources_and_recordings_are_not_paced():
+    for src in (PreviewSource(FakeSource(50, 5, live=True)), PreviewSource(FakeSource(50, 5), realtime=False)):
+        src.open()
+        t0 = time.monotonic()
+        assert len(list(src)) == 50 and time.monotonic() - t0 < 0.5
+    assert not PreviewSource(FakeSource(), realtime=False).is_live
+
+
+def test_paused_file_resumes_where_it_stopped_and_quit_ends_it():
+    hub = PreviewHub()
+    src = PreviewSource(FakeSource(n=100, rate=50), hub)
+    src.open()
+    assert src.read().index == 0
+    hub.apply("pause")
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(src.read()))
+    reader.start()
+    time.sleep(0.3)
+    assert reader.is_alive()  # waiting while paused
+    hub.apply("pause")
+    reader.join(2)
+    assert got[0].index == 1  # nothing skipped
+    hub.apply("quit")
+    assert src.read() is None
+
+
+def test_pausing_the_preview_never_pauses_a_recording():
+    hub = PreviewHub()
+    hub.apply("pause")
+    src = PreviewSource(FakeSource(n=5), hub, realtime=False)
+    src.open()
+    assert [f.index for f in src] == [0, 1, 2, 3, 4]
+
+
+def test_toggle_model_switches_dehazing_off_and_on():
+    model = ToggleModel(Invert())
+    x = torch.rand(1, 3, 8, 8)
+    assert model.name == "invert"
+    torch.testing.assert_close(model(x), 1 - x)
+    model.enabled = False
+    assert model(x) is x
+
+
+# -- the preview run ---------------------------------------------------------------------------
+
+
+def get_json(url: str, path: str) -> dict:
+    base, _, query = url.partition("?")
+    with urllib.request.urlopen(f"{base.rstrip('/')}{path}{'?' + query if query else ''}", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_preview_plays_a_file_in_real_time_and_serves_stats(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", n_frames=20, fps=25)
+    seen: dict = {}
+
+    def on_start(pipe, url):
+        seen["hub"], seen["url"] = pipe.sink.hub, url
+
+    def on_progress(p):
+        if p.written >= 10 and "stats" not in seen:
+            seen["stats"] = get_json(seen["url"], "/stats")
+
+    t0 = time.monotonic()
+    stats = preview(
+        str(clip), Invert(), window=False, web="127.0.0.1:0", exit_at_end=True, on_start=on_start,
+        on_progress=on_progress, temporal=OFF,
+    )  # fmt: skip
+    elapsed = time.monotonic() - t0
+    assert stats.status == "done" and stats.frames_written == 20 and stats.dropped == 0
+    assert 0.7 < elapsed < 5  # 20 frames at 25 fps: paced, not as fast as possible
+    s = seen["stats"]
+    assert s["frames"] >= 10 and s["fps"] > 5 and s["model_fps"] > 0 and s["dropped"] == 0
+    assert s["latency_ms"] is not None and s["temporal_available"] is False  # smoothing is off
+    original, dehazed, index = seen["hub"].latest()
+    assert index == 19
+    assert read_index(original) == 19 and np.abs(original - pattern_frame(19).astype(int)).mean() < 4  # decoded
+    np.testing.assert_array_equal(dehazed, 255 - original)  # dehazed by the model
+
+
+def test_preview_drops_frames_when_inference_falls_behind_a_live_source():
+    seen: dict = {}
+    stats = preview(
+        "lavfi:testsrc2=size=64x48:rate=30", Invert(delay=0.1), window=False, exit_at_end=True, max_frames=30,
+        on_start=lambda pipe, url: seen.update(hub=pipe.sink.hub),
+    )  # fmt: skip
+    assert stats.frames_read == 30 and stats.dropped > 5
+    assert stats.frames_written + stats.dropped == 30
+    assert seen["hub"].stats()["dropped"] == stats.dropped
+
+
+def test_switching_dehazing_off_shows_the_original():
+    seen: dict = {}
+
+    def on_progress(p):
+        if p.written >= 3 and not seen.get("off"):
+            seen["off"] = seen["hub"].apply("dehaze")
+
+    preview(
+        "lavfi:testsrc2=size=64x48:rate=30", Invert(), window=False, exit_at_end=True, max_frames=20,
+        on_start=lambda pipe, url: seen.update(hub=pipe.sink.hub), on_progress=on_progress, temporal=OFF,
+    )  # fmt: skip
+    assert seen["off"] == {"dehaze": False}
+    original, dehazed, _ = seen["hub"].latest()
+    np.testing.assert_array_equal(dehazed, original)
+
+
+def test_the_temporal_switch_turns_the_smoothing_off_and_on():
+    seen: dict = {}
+
+    def on_start(pipe, url):
+        seen["hub"], seen["stage"] = pipe.sink.hub, pipe.temporal
+
+    def on_progress(p):
+        hub, stage = seen["hub"], seen["stage"]
+        if p.written >= 2 and "off" not in seen:
+            seen["before"] = stage.enabled
+            seen["off"] = hub.apply("temporal")
+            seen["after"] = stage.enabled
+
+    preview(
+        "lavfi:testsrc2=size=64x48:rate=30", Invert(), window=False, exit_at_end=True, max_frames=10,
+        on_start=on_start, on_progress=on_progress, temporal=TemporalSettings("ema"),
+    )  # fmt: skip
+    assert seen["hub"].stats()["temporal_available"] is True
+    assert seen["before"] is True and seen["off"] == {"temporal": False} and seen["after"] is False
+
+
+def test_a_missing_window_screen_is_a_clear_error(monkeypatch):
+    from streamdehaze.errors import InputError
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(InputError, match="--web"):
+        preview("lavfi:testsrc2=size=64x48:rate=30", Invert(), window=True, max_frames=5)
+
+
+# -- previewing a recording --------------------------------------------------------------------
+
+
+def test_recording_with_a_preview_keeps_every_frame_and_the_output(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", n_frames=12, fps=25)
+    hub = PreviewHub()
+    pipe = build_pipeline(clip, tmp_path / "out.mkv", Invert(), batch=4)
+    attach_preview(pipe, hub)
+    hub.apply("pause")  # pausing or switching the preview changes neither the speed nor the recording
+    hub.apply("pause")
+    hub.apply("dehaze")
+    t0 = time.monotonic()
+    stats = pipe.run()
+    assert stats.frames_written == 12 and time.monotonic() - t0 < 10
+    assert hub.frames == 12 and hub.finished.is_set()
+    original, dehazed, index = hub.latest()
+    assert index == 11 and (dehazed == original).all()  # shown without dehazing, as asked
+    out = read_video(tmp_path / "out.mkv")
+    assert len(out) == 12
+    assert np.abs(out[-1][2].astype(int) - (255 - original.astype(int))).mean() < 3  # recorded dehazed
+
+
+def test_quitting_the_preview_ends_a_recording_cleanly(tmp_path):
+    hub = PreviewHub()
+    pipe = build_pipeline("lavfi:testsrc2=size=64x48:rate=30", tmp_path / "rec.mkv", Invert(), batch=1)
+    attach_preview(pipe, hub)
+
+    def on_progress(p):
+        if p.written >= 10:
+            hub.apply("quit")
+
+    stats = pipe.run(on_progress=on_progress)
+    assert stats.status == "done" and 10 <= stats.frames_written < 30
+    assert len(read_video(tmp_path / "rec.mkv")) == stats.frames_written
+
+
+def _live_recording(client: str | None) -> tuple[float, int, int]:
+    """``(fps, dropped, JPEGs encoded)`` of 2 s of a 30 fps live recording with a web preview attached.
+
+    ``client``: None (nobody watches), "reading" (a page that keeps up) or "stalled" (connects to
+    the stream and never reads).
+    """
+    import http.client
+    import socket
+
+    from streamdehaze.io.preview_session import PreviewOutputs
+
+    hub, writes = PreviewHub(), []
+    pipe = build_pipeline(
+        LIVE, "null", Invert(), batch=1, max_frames=60, on_write=lambda f: writes.append(time.monotonic())
+    )
+    attach_preview(pipe, hub)
+    outputs = PreviewOutputs(hub, web="127.0.0.1:0")
+    outputs.start()  # before the source opens: a live source read late delivers a burst (dropped frames)
+    port, stop, conns = outputs.web.port, threading.Event(), []
+    try:
+        if client == "stalled":
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            conns.append(s)
+        elif client == "reading":
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/stream.mjpg")
+            resp = conn.getresponse()
+            threading.Thread(target=lambda: [resp.read(65536) for _ in iter(stop.is_set, True)], daemon=True).start()
+            conns.append(conn)
+        deadline = time.monotonic() + 5
+        while client and outputs.web.clients < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stats = pipe.run()
+        return (len(writes) - 1) / (writes[-1] - writes[0]), stats.dropped, outputs.web.encoded
+    finally:
+        stop.set()
+        outputs.close()
+        for c in conns:
+            c.close()
+
+
+LIVE = "lavfi:testsrc2=size=320x240:rate=30"
+
+
+def test_a_client_that_never_reads_does_not_slow_a_live_recording():
+    Engine(Invert(), "cpu").process(np.zeros((1, 240, 320, 3), np.uint8))  # warm up torch's CPU kernels
+    base_fps, base_dropped, base_encoded = _live_recording(None)
+    fps, dropped, encoded = _live_recording("stalled")
+    assert base_encoded == 0  # nobody watched: no JPEG at all
+    assert 27 < base_fps < 33 and fps >= 0.9 * base_fps  # the source's 30 fps either way
+    assert dropped <= base_dropped + 2
+    assert encoded < 30  # the stalled client stopped the encoding once its socket was full
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_clip(tmp_path):
+    return make_clip(tmp_path / "in.mp4", n_frames=10, fps=25)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["preview", "IN", "--token", "t"], "--token applies to the web page"),
+        (["preview", "IN", "--no-window"], "--no-window without --web"),
+        (["preview", "IN"], "no screen"),
+        (["preview", "IN", "--web", "host:port"], "--web 'host:port'"),
+        (["run", "IN", "-o", "OUT", "--token", "t"], "--token applies to the web page"),
+        (["run", "IN", "-o", "OUT", "--preview"], "no screen"),
+    ],
+)
+def test_cli_rejects_meaningless_preview_options(args, message, small_clip, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from streamdehaze.cli import main
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = tmp_path / "out.mkv"
+    args = [str(small_clip) if a == "IN" else str(out) if a == "OUT" else a for a in args]
+    result = CliRunner().invoke(main, [*args, "--model", "dcp"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_cli_preview_on_the_web_until_the_end(small_clip):
+    from click.testing import CliRunner
+
+    from streamdehaze.cli import main
+
+    result = CliRunner().invoke(main, ["preview", str(small_clip), "--model", "dcp", "--web", "0", "--exit-at-end"])
+    assert result.exit_code == 0, result.output
+    assert "preview page: http://127.0.0.1:" in result.output and "token" not in result.output
+    assert "shown 10 frames" in result.output or "dropped" in result.output
+
+
+def test_cli_run_with_a_web_preview_records_every_frame(small_clip, tmp_path):
+    from click.testing import CliRunner
+
+    from streamdehaze.cli import main
+
+    out = tmp_path / "out.mkv"
+    args = ["run", str(small_clip), "-o", str(out), "--model", "dcp", "--web", "0.0.0.0:0", "--token", "abc"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "?token=abc" in result.output and "anyone with this URL" in result.output
+    assert len(read_video(out)) == 10
+
+
+def test_ctrl_c_while_a_file_is_paused_stops_at_once(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    clip = make_clip(tmp_path / "in.mp4", n_frames=100, fps=25)
+    cmd = [sys.executable, "-c", "from streamdehaze.cli import main; main()", "preview", str(clip)]
+    child = subprocess.Popen(
+        [*cmd, "--model", "dcp", "--web", "127.0.0.1:0", "--temporal", "off"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        for line in child.stdout:
+            if m := re.search(r"http://127\.0\.0\.1:(\d+)/", line):
+                break
+        port = m[1]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/control", b'{"action": "pause"}', {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as r:
+            assert json.loads(r.read()) == {"paused": True}
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        assert child.wait(15) == 130
+        assert time.monotonic() - t0 < 5  # not the pipeline's 10 s join timeout for a stuck reader
+    finally:
+        if child.poll() is None:
+            child.kill()

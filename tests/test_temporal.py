@@ -1,0 +1,280 @@
+"""Temporal smoothing: EMA of the affine coefficients, scene-cut reset, streaming, no ghosting, flicker reduction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streamdehaze.errors import InputError
+from streamdehaze.flicker import flicker
+from streamdehaze.metrics import psnr
+from streamdehaze.nets.dcp import DarkChannelPrior
+from streamdehaze.nets.dehazer import Dehazer
+from streamdehaze.ops.color import to_tensor
+from streamdehaze.pipeline.temporal import (
+    CoefficientSmoother,
+    SceneCutDetector,
+    TemporalConfig,
+    TemporalFilter,
+)
+from streamdehaze.pipeline.temporal_dcp import AirlightSmoother, with_smoothed_airlight
+from streamdehaze.pipeline.temporal_flow import warp_backward
+from streamdehaze.synthetic import moving_object_clip
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def scene(seed: int, h: int = 24, w: int = 32) -> torch.Tensor:
+    """A random smooth ``(1, 3, h, w)`` frame in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 3, h // 4, w // 4, generator=g)
+    return torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def test_ema_of_coefficients_follows_the_recurrence():
+    sm = CoefficientSmoother(TemporalConfig(mode="ema", strength=0.75, motion=None))
+    x = scene(0)
+    values = [1.0, 2.0, 0.0, 4.0]
+    state = None
+    for v in values:
+        a, b = torch.full((1, 3, 24, 32), v), torch.full((1, 3, 24, 32), -v)
+        a_s, b_s = sm.step(x, a, b)
+        state = v if state is None else 0.75 * state + 0.25 * v
+        assert torch.allclose(a_s, torch.full_like(a, state)) and torch.allclose(b_s, torch.full_like(b, -state))
+
+
+def test_motion_lowers_the_weight_of_the_past_where_the_input_changed():
+    sm = CoefficientSmoother(TemporalConfig(strength=0.8, motion=0.015, motion_radius=1))
+    x0 = 0.2 + 0.5 * scene(0)
+    assert sm.weight(x0) is None  # no past yet
+    x1 = x0.clone()
+    x1[..., :, 26:] += 0.2  # the right part changes, the left stays (too little for a scene cut)
+    w = sm.weight(x1)
+    assert torch.allclose(w[..., :, :24], torch.tensor(0.8))
+    assert float(w[..., :, 27:].max()) < 0.01
+
+
+def test_scene_cut_resets_the_state():
+    cfg = TemporalConfig(mode="ema", strength=0.9, motion=None)
+    sm = CoefficientSmoother(cfg)
+    a_old, b_old = torch.ones(1, 3, 24, 32), torch.zeros(1, 3, 24, 32)
+    for _ in range(4):
+        sm.step(scene(0), a_old, b_old)
+    a_new, b_new = torch.full_like(a_old, 3.0), torch.full_like(b_old, 0.5)
+    same_a, _ = sm.step(scene(0), a_new, b_new)  # same scene: the past dominates
+    assert float(same_a.mean()) == pytest.approx(0.9 + 0.1 * 3.0)
+    cut_a, cut_b = sm.step(1.0 - scene(7), a_new, b_new)  # an unrelated frame: state reset
+    assert torch.equal(cut_a, a_new) and torch.equal(cut_b, b_new)
+    assert sm.cut.cuts == 1
+    det = SceneCutDetector(0.05)
+    assert bool(det.step(scene(0)))  # first frame: no past
+    assert not bool(det.step(scene(0) * 0.98)) and bool(det.step(1.0 - scene(0)))
+
+
+@pytest.mark.parametrize("mode", ["ema", "flow", "pixel"])
+def test_filter_resets_at_a_cut_and_passes_the_first_frame(mode):
+    f = TemporalFilter(TemporalConfig(mode=mode, strength=0.9))
+    x0, x1 = scene(0, 48, 64), 1.0 - scene(3, 48, 64)
+    y0, y1 = x0 * 0.5 + 0.2, x1 * 0.8
+    assert torch.allclose(f(x0, y0), y0, atol=1e-6)
+    f(x0, (y0 + 0.1).clamp(0, 1))
+    assert torch.allclose(f(x1, y1), y1, atol=1e-6)
+    assert f.cuts == 1
+
+
+@pytest.mark.parametrize("mode", ["ema", "flow", "pixel"])
+def test_streaming_output_never_depends_on_later_frames(mode):
+    g = torch.Generator().manual_seed(1)
+    x = torch.stack([scene(0, 48, 64)[0] * (0.9 + 0.02 * i) for i in range(6)])
+    y = (x * 1.3 - 0.1 + 0.03 * torch.rand(6, 1, 1, 1, generator=g)).clamp(0, 1)
+    ref = TemporalFilter(TemporalConfig(mode=mode))(x, y)
+    later = y.clone()
+    later[3:] = torch.rand(later[3:].shape, generator=g)  # change the future
+    f = TemporalFilter(TemporalConfig(mode=mode))
+    got = torch.cat([f(x[:2], later[:2]), f(x[2:5], later[2:5]), f(x[5:], later[5:])])  # other batching
+    assert torch.allclose(got[:3], ref[:3], atol=1e-6)
+    assert not torch.allclose(got[3:], ref[3:], atol=1e-3)
+
+
+def test_off_mode_and_zero_strength_return_the_output_unchanged():
+    x, y = scene(0), scene(1)
+    assert TemporalFilter(TemporalConfig(mode="off"))(x, y) is y
+    f = TemporalFilter(TemporalConfig(mode="ema", strength=0.0))
+    f(x, y)
+    assert f(x, y * 0.5) is not None and torch.equal(f(x, y * 0.5), y * 0.5)
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(InputError, match="expected one of"):
+        TemporalConfig(mode="median").check()
+    with pytest.raises(InputError, match=r"\[0, 1\)"):
+        TemporalConfig(strength=1.0).check()
+    with pytest.raises(InputError):
+        TemporalConfig(gate=0).check()
+
+
+def test_warp_backward_moves_content_along_the_flow():
+    img = scene(2, 32, 40)
+    flow = torch.zeros(1, 2, 16, 20)
+    flow[:, 0] = 1.5  # low-resolution flow: 1.5 px at half size = 3 px at full size
+    warped, inside = warp_backward(img, flow)
+    assert torch.allclose(warped[..., :, :-3], img[..., :, 3:], atol=1e-5)
+    assert inside[..., :, :-3].min() == 1 and inside[..., :, -2:].max() == 0
+
+
+def run_modes(clip, modes, model=None, work_size="full"):
+    """The engine (``run``'s) with each temporal mode; uint8 outputs per mode (``off`` = frame by frame)."""
+    from streamdehaze.pipeline.speed import SpeedSettings
+    from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine
+
+    model = model or Dehazer(DarkChannelPrior(), "dcp")
+    outs = {}
+    for mode in ["off", *modes]:
+        engine = build_engine(SpeedSettings(work_size=work_size), model, "cpu", temporal=TemporalSettings(mode))
+        outs[mode] = np.concatenate([engine.process(clip.hazy[i : i + 4]) for i in range(0, len(clip.hazy), 4)])
+    return outs
+
+
+def psnr_per_frame(out: np.ndarray, clear: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+    o, c = to_tensor(out), to_tensor(clear)
+    if masks is None:
+        return psnr(o, c).numpy()
+    m = torch.from_numpy(masks)[:, None].expand_as(o)
+    return np.array([10 * np.log10(1 / float(((o[i] - c[i])[m[i]] ** 2).mean())) for i in range(len(o))])
+
+
+@pytest.mark.parametrize("work_size", ["full", "0.5"])  # post filter / coefficients in the guided transfer
+def test_no_ghosting_on_a_moving_object(work_size):
+    clip = moving_object_clip(n_frames=10, size=(128, 96), speed=(5.0, 1.0))
+    outs = run_modes(clip, ["ema", "flow", "pixel"], work_size=work_size)
+    full_off, obj_off = psnr_per_frame(outs["off"], clip.clear), psnr_per_frame(outs["off"], clip.clear, clip.masks)
+    for mode in ("ema", "flow"):
+        drop_full = full_off - psnr_per_frame(outs[mode], clip.clear)
+        drop_obj = obj_off - psnr_per_frame(outs[mode], clip.clear, clip.masks)
+        assert drop_full.max() <= 0.2, (mode, drop_full)
+        assert drop_obj.max() <= 0.2, (mode, drop_obj)
+    # the check has teeth: plain pixel blending drags the object into a trail
+    assert (obj_off - psnr_per_frame(outs["pixel"], clip.clear, clip.masks)).max() > 0.8
+
+
+class JitteryDCP(torch.nn.Module):
+    """The dark channel prior with a per-frame random airlight error: a stand-in for an unstable model."""
+
+    def __init__(self, amount: float = 0.04, seed: int = 0) -> None:
+        super().__init__()
+        self.dcp, self.amount = DarkChannelPrior(), amount
+        self.g = torch.Generator().manual_seed(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, t = self.dcp.estimate(x)
+        a = a * (1 + self.amount * (2 * torch.rand(a.shape[0], 1, generator=self.g) - 1))
+        return self.dcp.recover(x, a, t)
+
+
+def test_smoothing_removes_model_flicker():
+    clip = moving_object_clip(n_frames=10, size=(128, 96), speed=(3.0, 0.0))
+    outs = run_modes(clip, ["ema", "flow"], model=Dehazer(JitteryDCP(), "jittery"))
+    off = flicker(list(clip.hazy), list(outs["off"])).output
+    assert flicker(list(clip.hazy), list(outs["ema"])).output < 0.6 * off
+    assert flicker(list(clip.hazy), list(outs["flow"])).output < 0.6 * off
+
+
+def test_airlight_smoother_and_dcp_wrapper():
+    x = torch.stack([scene(0, 48, 64)[0]] * 4)
+    sm = AirlightSmoother(strength=0.5)
+    airlight = torch.tensor([[0.8, 0.8, 0.8], [0.9, 0.9, 0.9], [0.8, 0.8, 0.8], [0.8, 0.8, 0.8]])
+    got = sm.smooth(x, airlight)[:, 0]
+    assert got.tolist() == pytest.approx([0.8, 0.85, 0.825, 0.8125])
+    dcp = Dehazer(DarkChannelPrior(), "dcp")
+    smoothed = with_smoothed_airlight(dcp, 0.9)
+    assert smoothed is not dcp and with_smoothed_airlight(dcp, 0.0) is dcp
+    with torch.inference_mode():  # one frame: nothing to smooth, same result as the plain prior
+        assert torch.allclose(smoothed(x[:1]), dcp(x[:1]), atol=1e-6)
+    other = Dehazer(torch.nn.Identity(), "identity")
+    assert with_smoothed_airlight(other, 0.9) is other
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_filter_runs_on_the_device_in_half_precision(device):
+    x = scene(0, 48, 64).to(device).repeat(3, 1, 1, 1)
+    y = (x * 1.2).clamp(0, 1)
+    for mode in ("ema", "flow"):
+        out = TemporalFilter(TemporalConfig(mode=mode))(x.half(), y.half())
+        assert out.dtype == torch.float16 and out.device == x.device
+        assert torch.allclose(out.float(), y, atol=2e-3)
+
+
+def test_engine_smooths_in_the_transfer_hook_or_after_the_model():
+    from streamdehaze.pipeline.speed import SpeedSettings
+    from streamdehaze.pipeline.temporal_engine import TemporalEngine, TemporalSettings, build_engine
+
+    clip = moving_object_clip(n_frames=6, size=(96, 64), speed=(3.0, 0.0))
+    model = Dehazer(JitteryDCP(), "jittery")
+    plain = build_engine(SpeedSettings(work_size="full"), model, "cpu", temporal=TemporalSettings("off"))
+    assert type(plain) is not TemporalEngine
+    off = plain.process(clip.hazy)
+    full = build_engine(SpeedSettings(work_size="full"), model, "cpu", temporal=TemporalSettings("flow"))
+    assert not full.temporal.coefficients and full.transfer.coeff_hook is None  # residual filter after the model
+    low = build_engine(SpeedSettings(work_size="32"), model, "cpu", temporal=TemporalSettings("flow"))
+    assert low.temporal.coefficients and low.transfer.coeff_hook is low.temporal  # smooths (a, b) in the transfer
+    f_off = flicker(list(clip.hazy), list(off)).output
+    for engine in (full, low):
+        out = engine.process(clip.hazy)
+        assert out.shape == clip.hazy.shape and out.dtype == np.uint8
+        assert flicker(list(clip.hazy), list(out)).output < 0.7 * f_off
+        assert engine.temporal.frames == 6 and engine.temporal.busy_s > 0
+
+
+def test_stage_switches_off_and_restarts_clean():
+    from streamdehaze.pipeline.temporal_engine import TemporalSettings, TemporalStage
+
+    stage = TemporalStage(TemporalSettings("ema", 0.9), coefficients=False)
+    x = scene(0, 48, 64)
+    stage.post(x, x * 0.5)
+    assert torch.allclose(stage.post(x, x * 0.9), x * 0.5 * 0.9 + x * 0.9 * 0.1, atol=0.02)  # smoothed
+    stage.enabled = False
+    assert torch.equal(stage.post(x, x * 0.7), x * 0.7)
+    stage.enabled = True  # no memory of the frames before the pause
+    assert torch.allclose(stage.post(x, x * 0.8), x * 0.8, atol=1e-6)
+    assert TemporalStage(TemporalSettings("off"), coefficients=False).enabled is False
+
+
+def test_run_command_smooths_by_default(tmp_path):
+    from click.testing import CliRunner
+    from media import make_clip
+
+    from streamdehaze.cli import main
+    from streamdehaze.flicker import flicker_many
+    from streamdehaze.io.sources import open_source
+
+    clip = make_clip(tmp_path / "in.mp4", n_frames=8, size=(96, 64))
+
+    def frames(path):
+        with open_source(str(path)) as src:
+            return [f.image for f in src]
+
+    outs = {}
+    for mode in ("off", None):
+        out = tmp_path / f"{mode}.mp4"
+        args = ["run", str(clip), "-o", str(out), "--model", "dcp"] + (["--temporal", mode] if mode else [])
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, res.output
+        assert ("temporal smoothing off" in res.output) == (mode == "off")
+        outs[mode or "default"] = frames(out)
+    report = flicker_many(frames(clip), outs)
+    assert report["default"].output < 0.8 * report["off"].output
+
+
+def test_bench_measures_temporal_variants():
+    from streamdehaze.pipeline.bench import BenchSettings, bench_variants
+    from streamdehaze.pipeline.temporal_engine import TemporalEngine
+
+    s = BenchSettings(model="dcp", work_size="full", temporal="off", compare=("temporal=flow,temporal-strength=0.5",))
+    (_, base), (_, variant) = bench_variants(s)
+    model = Dehazer(DarkChannelPrior(), "dcp")
+    assert type(base.engine(model, torch.device("cpu"))) is not TemporalEngine
+    engine = variant.engine(model, torch.device("cpu"))
+    assert isinstance(engine, TemporalEngine) and engine.temporal.settings.strength == 0.5
+    with pytest.raises(InputError):
+        BenchSettings(model="dcp", temporal="median").engine(model, torch.device("cpu"))

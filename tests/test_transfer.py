@@ -1,0 +1,241 @@
+"""Working size, guided transfer and keyframe reuse (pipeline/transfer.py), and the engine using them."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from streamdehaze.errors import InputError
+from streamdehaze.frames import Frame
+from streamdehaze.ops.color import to_tensor
+from streamdehaze.pipeline.engine import Engine
+from streamdehaze.pipeline.transfer import (
+    FULL,
+    GuidedTransfer,
+    KeyframeScheduler,
+    WorkSize,
+    default_work_size,
+    parse_work_size,
+)
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def textured(n: int, h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
+    """``(n, 3, h, w)`` in [0.1, 0.9]: smooth colour fields plus fine texture (a fit needs variance)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = F.interpolate(torch.rand(n, 3, h // 8, w // 8, generator=g), size=(h, w), mode="bilinear")
+    return (0.1 + 0.6 * coarse + 0.2 * torch.rand(n, 3, h, w, generator=g)).clamp(0, 1)
+
+
+class AffineModel(torch.nn.Module):
+    """``y = gain · x + offset`` per channel, with a new gain per call; records what it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, ...]] = []
+
+    def gain(self, call: int) -> torch.Tensor:
+        return torch.tensor([0.9, 1.1, 1.3]).view(1, 3, 1, 1) - 0.1 * call
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gain(len(self.calls)).to(x.device)
+        self.calls.append(tuple(x.shape))
+        return g * x + (1 - g) * 0.3
+
+
+# ---------------------------------------------------------------- working size
+
+
+@pytest.mark.parametrize(
+    "text, mode, value",
+    [("full", "full", 0), ("540", "short", 540), ("0.5", "scale", 0.5), ("1/3", "scale", 1 / 3), ("25%", "scale", 0.25),
+     ("1", "full", 0), (None, "full", 0), (0.5, "scale", 0.5)],
+)  # fmt: skip
+def test_parse_work_size(text, mode, value):
+    ws = parse_work_size(text)
+    assert ws.mode == mode and ws.value == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["abc", "4", "1.5", "-0.5", "0", "540.5", ""])
+def test_bad_work_size_is_one_clear_error(text):
+    with pytest.raises(InputError, match="--work-size") as err:
+        parse_work_size(text)
+    assert "\n" not in str(err.value) and "short side" in str(err.value)
+
+
+def test_auto_work_size_fits_the_device():
+    cpu = parse_work_size("auto", "cpu")
+    assert (cpu.mode, cpu.value, cpu.default) == ("short", 360, True)
+    assert cpu.size_for(720, 1280) == (360, 640) and cpu.size_for(240, 320) == (240, 320)
+    gpu = default_work_size("cuda")
+    assert gpu.size_for(1080, 1920) == (1080, 1920) and gpu.size_for(2160, 3840) == (1080, 1920)
+    assert "default" in cpu.describe() and "640x360" in cpu.describe(720, 1280)
+
+
+def test_size_for_rounds_and_keeps_a_minimum():
+    assert WorkSize("scale", 1 / 3).size_for(720, 1280) == (240, 427)
+    assert WorkSize("short", 360).size_for(1280, 720) == (640, 360)  # portrait: the short side is the width
+    assert WorkSize("scale", 0.01).size_for(100, 200) == (8, 8)
+    assert FULL.size_for(33, 17) == (33, 17)
+
+
+# ---------------------------------------------------------------- keyframes
+
+
+def test_scheduler_interval_carries_across_batches():
+    s = KeyframeScheduler(interval=3)
+    sig = np.zeros((1, 48), np.float32)
+    reasons = s.plan(np.repeat(sig, 4, 0)) + s.plan(np.repeat(sig, 4, 0))
+    assert reasons == ["first", None, None, "interval", None, None, "interval", None]
+    assert (s.keyframes, s.scene_cuts, s.frames) == (3, 0, 8)
+
+
+def test_scheduler_scene_cut_forces_a_keyframe_and_resets_the_count():
+    s = KeyframeScheduler(interval=4, scene_cut=0.1)
+    a, b = np.zeros(48, np.float32), np.full(48, 0.5, np.float32)
+    drift = a + 0.05  # below the threshold: the same scene
+    reasons = s.plan(np.stack([a, drift, b, b, b, b, b]))
+    assert reasons == ["first", None, "cut", None, None, None, "interval"]
+    assert s.scene_cuts == 1
+    s.reset()
+    assert s.plan(np.stack([b])) == ["first"]
+
+
+def test_scheduler_rejects_bad_settings():
+    with pytest.raises(InputError, match="keyframe-interval"):
+        KeyframeScheduler(interval=0)
+    with pytest.raises(InputError, match="scene-cut"):
+        KeyframeScheduler(interval=2, scene_cut=0)
+
+
+# ---------------------------------------------------------------- transfer
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_global_affine_model_is_transferred_exactly(device):
+    x = textured(2, 64, 96).to(device)
+    model = AffineModel()
+    t = GuidedTransfer(WorkSize("scale", 0.5), eps=1e-8)
+    out = t.process(model, x)
+    assert model.calls == [(2, 3, 32, 48)]  # the network saw the half-size frames
+    expected = (model.gain(0).to(device) * x + (1 - model.gain(0).to(device)) * 0.3).clamp(0, 1)
+    assert (out - expected).abs().max() < 2e-3
+
+
+def test_transfer_of_smoothly_varying_map_beats_upsampling_the_output():
+    x = textured(1, 96, 128, seed=3)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
+    gain = (1.2 + 0.6 * torch.sin(3 * xx) * torch.cos(2 * yy))[None, None]  # haze: smooth in space
+
+    def model(t):  # the same spatial map at whatever resolution it is called
+        g = F.interpolate(gain, size=t.shape[-2:], mode="bilinear", align_corners=False)
+        return (g * t + (1 - g) * 0.6).clamp(0, 1)
+
+    truth = model(x)
+    out = GuidedTransfer(WorkSize("scale", 0.25)).process(model, x)
+    low = F.interpolate(x, scale_factor=0.25, mode="bilinear", antialias=True)
+    naive = F.interpolate(model(low), size=x.shape[-2:], mode="bilinear", align_corners=False)
+    err_transfer, err_naive = (out - truth).abs().mean(), (naive - truth).abs().mean()
+    assert err_transfer < 0.5 * err_naive and err_transfer < 0.02
+
+
+def test_full_size_interval_one_without_hook_is_the_plain_model():
+    x = textured(3)
+    model = AffineModel()
+    t = GuidedTransfer(WorkSize("short", 360))  # 48x64 frames: below the cap, so full resolution
+    assert torch.equal(t.process(model, x), AffineModel()(x))
+    assert model.calls == [(3, 3, 48, 64)] and t.stats()["frames"] == 0  # no fit, no keyframe logic
+
+
+def test_keyframes_reuse_coefficients_on_each_new_frame_across_batches():
+    frames = textured(10, seed=5)
+    model = AffineModel()
+    t = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=4, eps=1e-8)
+    out = torch.cat([t.process(model, frames[i : i + 3]) for i in range(0, 10, 3)])  # batches 3, 3, 3, 1
+    # keyframes 0, 4, 8: calls on the batch with frame 0, then 4, then 8 — one frame each
+    assert model.calls == [(1, 3, 24, 32)] * 3
+    assert t.stats() == {"frames": 10, "keyframes": 3, "scene_cuts": 0}
+    for i in range(10):
+        g = model.gain(i // 4)  # the keyframe's map, applied to frame i's own pixels
+        expected = (g * frames[i : i + 1] + (1 - g) * 0.3).clamp(0, 1)
+        assert (out[i : i + 1] - expected).abs().max() < 2e-3, i
+
+
+def test_a_scene_cut_inside_a_batch_runs_the_network_on_that_frame():
+    a, b = textured(3, seed=1) * 0.3, 0.5 + 0.5 * textured(2, seed=2)  # dark scene, then a bright one
+    model = AffineModel()
+    t = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=30, eps=1e-8)
+    out = t.process(model, torch.cat([a, b]))
+    assert model.calls == [(2, 3, 24, 32)]  # frames 0 and 3 in one call
+    assert t.stats()["scene_cuts"] == 1
+    g1 = model.gain(0)[:, :, :, :]  # one call: both keyframes share its gain
+    assert (out[4:] - (g1 * b[1:] + (1 - g1) * 0.3).clamp(0, 1)).abs().max() < 2e-3
+
+
+class RecordingHook:
+    """A temporal smoother stand-in: records shapes, can replace the coefficients."""
+
+    def __init__(self, replace: bool = False) -> None:
+        self.shapes: list[tuple] = []
+        self.resets = 0
+        self.replace = replace
+
+    def step(self, low_in, a, b):
+        self.shapes.append((tuple(low_in.shape), tuple(a.shape), tuple(b.shape)))
+        return (torch.zeros_like(a), torch.full_like(b, 0.25)) if self.replace else (a, b)
+
+    def reset(self):
+        self.resets += 1
+
+
+def test_coefficient_hook_runs_per_frame_between_fit_and_apply():
+    hook = RecordingHook(replace=True)
+    t = GuidedTransfer(FULL, coeff_hook=hook)  # a hook makes the path run even at full size, K = 1
+    assert t.active
+    out = t.process(AffineModel(), textured(1, 16, 24).repeat(3, 1, 1, 1))  # one scene
+    assert torch.allclose(out, torch.full_like(out, 0.25))  # what the hook returned was applied
+    assert hook.shapes == [((1, 3, 16, 24),) * 3] * 3
+    assert hook.resets == 1  # the first frame starts a scene
+
+
+def test_hook_reset_at_scene_cuts_and_plain_callables_work():
+    hook = RecordingHook()
+    t = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=8, coeff_hook=hook)
+    t.process(AffineModel(), torch.cat([textured(2, seed=1) * 0.2, 0.8 + 0.2 * textured(2, seed=2)]))
+    assert hook.resets == 2 and len(hook.shapes) == 4
+    seen = []
+    t2 = GuidedTransfer(WorkSize("scale", 0.5), coeff_hook=lambda low, a, b: (seen.append(low.shape[0]) or a, b))
+    t2.process(AffineModel(), textured(2))
+    assert seen == [1, 1]
+
+
+def test_frame_size_change_starts_over():
+    model = AffineModel()
+    t = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=10)
+    t.process(model, textured(1, 32, 32).repeat(2, 1, 1, 1))
+    t.process(model, textured(1, 48, 64).repeat(2, 1, 1, 1))  # a new size: the old coefficients do not fit
+    assert [c[0] for c in model.calls] == [1, 1] and t.stats()["keyframes"] == 2
+
+
+# ---------------------------------------------------------------- engine
+
+
+def test_engine_with_transfer_keeps_order_timestamps_and_state():
+    imgs = (textured(7, seed=9) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    frames = [Frame(im, 100 * i, Fraction(1, 1000), i, {"i": i}) for i, im in enumerate(imgs)]
+    model = AffineModel()
+    engine = Engine(model, "cpu", transfer=GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=3))
+    out = [f for start in (0, 4) for batch in engine.submit(frames[start : start + 4]) for f in batch]
+    assert [f.pts for f in out] == [100 * i for i in range(7)] and out[5].meta == {"i": 5}
+    assert len(model.calls) == 2 and engine.transfer.stats()["keyframes"] == 3  # frames 0, 3, 6
+    reference = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=3)
+    ref_model = AffineModel()
+    x = to_tensor(imgs)
+    expected = torch.cat([reference.process(ref_model, x[:4]), reference.process(ref_model, x[4:])])
+    got = to_tensor(np.stack([f.image for f in out]))
+    assert (got - expected).abs().max() <= 1 / 255 + 1e-6
