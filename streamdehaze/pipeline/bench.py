@@ -15,7 +15,8 @@ Speed settings (:class:`~.speed.SpeedSettings`: working size, keyframe interval,
 the model, engine and end-to-end figures; "model" then means the network behind the guided transfer
 on a device-resident batch. ``compare`` adds variants (``key=value,...`` overrides of the settings)
 measured in the same rounds, interleaved, so their ratios to the base settings (``variants`` in the
-result, ``*_speedup``) are fair on a shared machine. ``measure`` picks which figures to take.
+result, ``*_speedup``, and per round ``*_speedup_rounds``) are fair on a shared machine.
+``measure`` picks which figures to take.
 """
 
 from __future__ import annotations
@@ -406,6 +407,11 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
     for res in results:
         for k in ("model", "engine", "end_to_end"):
             res[f"{k}_speedup"] = _ratio(res[f"{k}_fps"], base[f"{k}_fps"])
+            # the same ratio round by round (each round measures every variant back to back, so a
+            # shared machine's slow drifts cancel), and its median
+            per_round = [a / b for a, b in zip(res["rounds"][k], base["rounds"][k]) if a and b]
+            res[f"{k}_speedup_rounds"] = per_round
+            res[f"{k}_speedup_median_of_rounds"] = _median(per_round)
     med = {k: _median(runs["base"][k]) for k in MEASUREMENTS}
     singles = [med[k] for k in ("decode", "model", "encode") if med[k]]
     slowest = min(singles) if len(singles) == 3 else None
