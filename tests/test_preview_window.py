@@ -12,7 +12,6 @@ import threading
 import time
 from fractions import Fraction
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -251,9 +250,17 @@ def _lines(stream) -> queue.Queue:
     return q
 
 
+GRAB = r"""
+import sys, av
+with av.open(sys.argv[1], format="x11grab", options={"video_size": "1024x768"}) as c:
+    sys.stdout.buffer.write(next(c.decode(video=0)).to_ndarray(format="rgb24").tobytes())
+"""
+
+
 def _grab(display: str) -> np.ndarray:
-    with av.open(display, format="x11grab", options={"video_size": "1024x768"}) as c:
-        return next(c.decode(video=0)).to_ndarray(format="rgb24")
+    # In a fresh process: PyAV's x11grab crashes in a process that has loaded OpenCV's own X11 libraries.
+    out = subprocess.run([sys.executable, "-c", GRAB, display], capture_output=True, timeout=60, check=True).stdout
+    return np.frombuffer(out, np.uint8).reshape(768, 1024, 3)
 
 
 def test_window_shows_both_images_and_obeys_keys_under_xvfb(xvfb, tmp_path):
