@@ -61,6 +61,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
     \b
     Examples:
+      streamdehaze run dashcam.mp4 --output dashcam_dehazed.mp4 --model dcp
+      streamdehaze preview rtsp://camera/stream --web 8080
+      streamdehaze bench --resolution 1920x1080 --precision fp16 --json
       streamdehaze image photo.jpg --output out/
       streamdehaze eval --hazy data/hazy --clear data/clear
       streamdehaze models
