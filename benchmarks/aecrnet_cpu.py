@@ -14,25 +14,10 @@ import statistics
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from streamdehaze.devices import device_name, resolve_device
 from streamdehaze.nets.aecrnet import AECRNet, count_parameters
-
-
-def _deform_conv_flops(inputs, weight, *args, out_shape=None, **kwargs) -> int:
-    # Like a conv (2·Cin·k² MACs→FLOPs per output), plus bilinear sampling (≈ 4 taps × 2 FLOPs
-    # per sampled input value) and the mask multiply.
-    b, cout, h, w = out_shape
-    cin, k2 = weight[1], weight[2] * weight[3]
-    return 2 * b * cout * h * w * cin * k2 + b * h * w * cin * k2 * (8 + 1)
-
-
-def count_flops(net: torch.nn.Module, h: int, w: int) -> int:
-    mapping = {torch.ops.torchvision.deform_conv2d.default: _deform_conv_flops}
-    with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
-        net(torch.zeros(1, 3, h, w, device=next(net.parameters()).device))
-    return counter.get_total_flops()
+from streamdehaze.pipeline.flops import network_flops
 
 
 def check_fold(ngf: int) -> float:
@@ -83,7 +68,7 @@ def main() -> None:
     net = AECRNet(ngf=args.ngf).eval().fold_for_inference().to(device)
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.lower().split("x"))
-        flops = count_flops(net, h, w)
+        flops = network_flops(net, h, w, device)
         times = time_forward(net, h, w, args.repeats, device)
         med = statistics.median(times)
         print(
