@@ -34,9 +34,8 @@ import torch
 
 from streamdehaze.flicker import flicker_many
 from streamdehaze.io.images import list_images, read_image
-from streamdehaze.metrics import psnr
+from streamdehaze.metrics import psnr_per_frame
 from streamdehaze.nets.registry import load_model
-from streamdehaze.ops.color import to_tensor
 from streamdehaze.pipeline.speed import SpeedSettings
 from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine
 from streamdehaze.synthetic import moving_object_clip
@@ -53,14 +52,6 @@ def run_mode(model, frames: np.ndarray, mode: str, strength: float, work_size: s
     t0 = time.perf_counter()
     outs = [engine.process(frames[i : i + batch]) for i in range(0, len(frames), batch)]
     return np.concatenate(outs), (time.perf_counter() - t0) / len(frames)
-
-
-def psnr_per_frame(out: np.ndarray, clear: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-    o, c = to_tensor(out), to_tensor(clear)
-    if masks is None:
-        return psnr(o, c).numpy()
-    m = torch.from_numpy(masks)[:, None].expand_as(o)
-    return np.array([10 * np.log10(1 / float(((o[i] - c[i])[m[i]] ** 2).mean())) for i in range(len(o))])
 
 
 def ghosting(model, args) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,6 +85,18 @@ def ssim(
 def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
     """PSNR in dB of a scalar MSE (for averaging MSEs over a data set before converting)."""
     return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def psnr_in_region(x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR ``(B,)`` of ``(B, 3, H, W)`` images over the pixels where ``masks`` ``(B, H, W)`` bool is set."""
+    m = masks[:, None].expand_as(x)
+    return torch.tensor([psnr_from_mse(float(((x[i] - y[i])[m[i]] ** 2).mean()), data_range) for i in range(len(x))])
+
+
+def psnr_per_frame(out: np.ndarray, clear: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame PSNR ``(N,)`` of ``(N, H, W, 3)`` uint8 sequences, optionally over ``masks`` ``(N, H, W)``."""
+    o, c = to_tensor(out), to_tensor(clear)
+    return (psnr(o, c) if masks is None else psnr_in_region(o, c, torch.from_numpy(masks))).numpy()
 
 
 # Temporal metrics (flicker: flow-warped difference of consecutive outputs) go below this line.

@@ -8,10 +8,9 @@ import torch
 
 from streamdehaze.errors import InputError
 from streamdehaze.flicker import flicker
-from streamdehaze.metrics import psnr
+from streamdehaze.metrics import psnr_per_frame
 from streamdehaze.nets.dcp import DarkChannelPrior
 from streamdehaze.nets.dehazer import Dehazer
-from streamdehaze.ops.color import to_tensor
 from streamdehaze.pipeline.temporal import (
     CoefficientSmoother,
     SceneCutDetector,
@@ -134,14 +133,6 @@ def run_modes(clip, modes, model=None, work_size="full"):
         engine = build_engine(SpeedSettings(work_size=work_size), model, "cpu", temporal=TemporalSettings(mode))
         outs[mode] = np.concatenate([engine.process(clip.hazy[i : i + 4]) for i in range(0, len(clip.hazy), 4)])
     return outs
-
-
-def psnr_per_frame(out: np.ndarray, clear: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-    o, c = to_tensor(out), to_tensor(clear)
-    if masks is None:
-        return psnr(o, c).numpy()
-    m = torch.from_numpy(masks)[:, None].expand_as(o)
-    return np.array([10 * np.log10(1 / float(((o[i] - c[i])[m[i]] ** 2).mean())) for i in range(len(o))])
 
 
 @pytest.mark.parametrize("work_size", ["full", "0.5"])  # post filter / coefficients in the guided transfer
