@@ -35,7 +35,7 @@ def build_pipeline(
     on_write: Callable[[Frame], None] | None = None,
     speed: SpeedSettings | None = None,
     coeff_hook: Any = None,
-    temporal: Any = None,
+    temporal: Any = "default",
 ) -> Pipeline:
     """A ready :class:`Pipeline` from ``src`` (file, rtsp://, webcam:N, image folder) to ``dst``.
 
@@ -45,7 +45,8 @@ def build_pipeline(
     ``speed``: working size, keyframe interval and GPU tuning (default: the device's defaults);
     ``coeff_hook``: called on the affine coefficients of every frame (temporal smoothing, see
     :mod:`streamdehaze.pipeline.transfer`). ``temporal``: temporal smoothing, a
-    :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings` (None: off; ``run`` turns it on);
+    :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`; ``"default"`` (as ``run``): the default
+    mode and strength; None: off;
     its state is ``pipeline.temporal`` (``.enabled`` switches it while running).
     """
     from .io.sinks import VideoFileSink, open_sink
@@ -66,8 +67,10 @@ def build_pipeline(
     # yuv420p planes end to end only where both ends handle them (file → video file)
     if speed.use_device_yuv(dev) and isinstance(source, FileSource) and isinstance(sink, VideoFileSink):
         source.pix_fmt = "yuv420p"
-    from .pipeline.temporal_engine import build_engine
+    from .pipeline.temporal_engine import TemporalSettings, build_engine
 
+    if isinstance(temporal, str) and temporal == "default":
+        temporal = TemporalSettings()
     engine = build_engine(speed, dehazer, dev, precision, temporal=temporal, coeff_hook=coeff_hook)
     pipe = Pipeline(
         source,

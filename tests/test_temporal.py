@@ -269,3 +269,16 @@ def test_bench_measures_temporal_variants():
     assert isinstance(engine, TemporalEngine) and engine.temporal.settings.strength == 0.5
     with pytest.raises(InputError):
         BenchSettings(model="dcp", temporal="median").engine(model, torch.device("cpu"))
+
+
+def test_python_api_smooths_by_default_like_run(tmp_path):
+    from media import make_clip
+
+    from streamdehaze.api import build_pipeline
+    from streamdehaze.pipeline.temporal import DEFAULT_MODE
+
+    clip = make_clip(tmp_path / "in.mp4", 4, size=(64, 48))
+    on = build_pipeline(clip, tmp_path / "a.mp4", model="dcp", device="cpu")
+    off = build_pipeline(clip, tmp_path / "b.mp4", model="dcp", device="cpu", temporal=None)
+    assert on.temporal is not None and on.temporal.settings.mode == DEFAULT_MODE
+    assert off.temporal is None
