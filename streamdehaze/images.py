@@ -29,7 +29,7 @@ def dehaze_image(
         model = load_model(model, weights=weights, device=device)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    transfer = GuidedTransfer(parse_work_size(work_size, model.device))
+    transfer = GuidedTransfer(parse_work_size(work_size, model.device, model))
     with torch.inference_mode():
         x = to_tensor(image[None], device=model.device)
         return to_uint8(transfer.process(model, x))[0].cpu().numpy()

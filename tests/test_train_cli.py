@@ -138,3 +138,31 @@ def test_export_writes_weights_and_card(tmp_path, pairs):
     assert "float16" in half.with_suffix(".md").read_text()
     assert "expected NAME=VALUE" in _error(run("export", out, "--output", half, "--metric", "oops"))
     assert "not a training checkpoint" in _error(run("export", target, "--output", tmp_path / "models" / "t2.pt"))
+
+
+def test_init_work_side_and_model_working_size(tmp_path, pairs):
+    """--init starts from given weights, --work-side trains at a working size, and the exported
+    file carries that size so --work-size auto/model run the network there."""
+    from streamdehaze.pipeline.transfer import FULL, parse_work_size
+
+    start = AECRNet(ngf=4)
+    torch.nn.init.constant_(start.up3[1].bias, 0.25)
+    init = tmp_path / "init.pt"
+    torch.save(start.state_dict(), init)
+    out = tmp_path / "run"
+    args = ["--data", pairs, "--out", out, "--steps", 1, "--lr", "1e-12", "--init", init, "-q", *TINY]
+    assert "does not fit" in _error(run(*args, "--ngf", 8))  # the last --ngf wins
+    assert "expected crop (16) <= LO <= HI" in _error(run(*args, "--work-side", "12:20"))
+    assert run(*args, "--work-side", "16:32").exit_code == 0
+    got = read_checkpoint(out / "last.pt")["model"]["up3.1.bias"]
+    torch.testing.assert_close(got, torch.full_like(got, 0.25))  # lr ~0: still the initial weights
+    target = tmp_path / "m.pt"
+    assert run("export", out, "--output", target).exit_code == 0
+    assert read_weights(target).meta["work_side"] == 24  # middle of 16:32
+    assert "short side 24 px" in target.with_suffix(".md").read_text()
+    model = load_model("aecrnet", weights=target, device="cpu")
+    for text in ("auto", "model"):
+        work = parse_work_size(text, "cpu", model)
+        assert (work.mode, work.value, work.default) == ("short", 24, "model")
+    assert parse_work_size("auto", "cpu", load_model("dcp", device="cpu")).value == 360  # no size of its own
+    assert parse_work_size("model", "cpu", load_model("dcp", device="cpu")) == FULL

@@ -237,3 +237,23 @@ def test_real_folders_pair_and_sample():
     assert len(ds) == 175 + 28
     s = ds[(0, len(ds) - 1)]
     assert s["hazy"].shape == (3, 128, 128) and 0 <= s["hazy"].min() and s["hazy"].max() <= 1
+
+
+def test_work_side_scales_the_image_before_cropping(tmp_path):
+    """With a working size the crop sees the whole (shrunk) scene: a 400 px ramp scaled to a short
+    side of 100 spans almost all of its range in a 96 px crop, not a quarter of it."""
+    ramp = np.repeat(np.linspace(0, 255, 400)[None, :, None], 400, 0).repeat(3, 2).astype(np.uint8)
+    _write(tmp_path / "d" / "clear" / "0001.png", ramp)
+    _write(tmp_path / "d" / "hazy" / "0001_1.png", ramp // 2 + 50)
+    native = build_trainset([str(tmp_path / "d")], 96, seed=1)
+    shrunk = build_trainset([str(tmp_path / "d")], 96, seed=1, work_side=(100, 100))
+
+    def span(s):  # value range across the crop, whichever way it was rotated
+        return float(s["clear"].amax() - s["clear"].amin())
+
+    assert span(native[(0, 0)]) < 0.3
+    s = shrunk[(0, 0)]
+    assert span(s) > 0.9
+    # both images shrink alike: hazy stays the same function of clear (within interpolation rounding)
+    torch.testing.assert_close(s["hazy"], s["clear"] / 2 + 50 / 255, atol=2 / 255, rtol=0)
+    torch.testing.assert_close(shrunk[(0, 0)]["clear"], s["clear"])  # still a function of (seed, epoch, index)

@@ -239,3 +239,24 @@ def test_engine_with_transfer_keeps_order_timestamps_and_state():
     expected = torch.cat([reference.process(ref_model, x[:4]), reference.process(ref_model, x[4:])])
     got = to_tensor(np.stack([f.image for f in out]))
     assert (got - expected).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_validation_at_a_working_size_matches_dehaze_image():
+    """Training's validation through the guided transfer scores what `eval --work-size` scores."""
+    from streamdehaze.images import dehaze_image
+    from streamdehaze.metrics import psnr
+    from streamdehaze.nets.aecrnet import AECRNet
+    from streamdehaze.nets.dehazer import Dehazer
+    from streamdehaze.ops.color import to_tensor
+    from streamdehaze.train.validate import validate
+
+    torch.manual_seed(0)
+    net = AECRNet(ngf=4).eval()
+    rng = np.random.default_rng(0)
+    hazy8 = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    clear = to_tensor(np.clip(hazy8.astype(int) * 1.2 - 30, 0, 255).astype(np.uint8)[None])
+    out8 = dehaze_image(hazy8, Dehazer(net, "aecrnet", 4), work_size="1/2")
+    p, _ = validate(net, [(to_tensor(hazy8[None]), clear)], torch.device("cpu"), "1/2")
+    assert abs(p - float(psnr(to_tensor(out8[None]), clear)[0])) < 0.05  # 8-bit rounding only
+    p_full, _ = validate(net, [(to_tensor(hazy8[None]), clear)], torch.device("cpu"))
+    assert abs(p_full - p) > 0.01  # the working size really changed what was scored

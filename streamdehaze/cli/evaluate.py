@@ -88,7 +88,7 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also score the hazy input itself.")
 @click.option("--per-image/--mean-only", default=False, show_default=True, help="Show a row per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: n, psnr, ssim (and per-set figures).")
-@work_size_option(default="full")
+@work_size_option(default="model")
 def command(hazy, clear, model, weights, device, baseline, per_image, as_json, work_size) -> None:
     """PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5) of dehazed images against clear ones.
 
@@ -103,7 +103,7 @@ def command(hazy, clear, model, weights, device, baseline, per_image, as_json, w
         raise InputError(f"got {len(hazy)} --hazy folder(s) but {len(clear)} --clear folder(s); give them in pairs")
     sets = [find_pairs(h, c) for h, c in zip(hazy, clear)]
     dehazer = load_model(model, weights=weights, device=device)
-    work = parse_work_size(work_size, dehazer.device)
+    work = parse_work_size(work_size, dehazer.device, dehazer)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with torch.inference_mode(), Progress(*columns, console=console, transient=True, disable=as_json) as progress:
         results = [evaluate_set(pairs, dehazer, progress, baseline, work) for pairs in sets]

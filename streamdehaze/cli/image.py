@@ -47,7 +47,7 @@ def command(inputs: tuple[str, ...], output: str, model: str, weights: str | Non
     out_dir = Path(output)
     outs = _output_paths(paths, out_dir)
     dehazer = load_model(model, weights=weights, device=device)
-    work = parse_work_size(work_size, dehazer.device)
+    work = parse_work_size(work_size, dehazer.device, dehazer)
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=len(paths) < 2, transient=True) as progress:

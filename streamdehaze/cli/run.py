@@ -148,7 +148,7 @@ def command(
             soft_wrap=True,
         )
         yuv_used = getattr(pipe.source, "pix_fmt", None) == "yuv420p"
-        settings = speed.describe(pipe.engine.device, info.height, info.width, yuv=yuv_used)
+        settings = speed.describe(pipe.engine.device, info.height, info.width, yuv=yuv_used, model=pipe.engine.model)
         console.print(f"  {settings}; {temporal.describe()}", highlight=False, soft_wrap=True)
         with live_preview, PipelineProgress(console, name, live=pipe.live) as bar:
             pipe.run(on_progress=live_preview.wrap(bar.update), interval=live_preview.interval)

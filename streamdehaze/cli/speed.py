@@ -12,8 +12,9 @@ from ..pipeline.transfer import parse_work_size
 
 WORK_SIZE_HELP = (
     "Resolution the network runs at; the result is carried to full resolution by guided transfer. "
-    "auto (CPU: short side 360; GPU: full up to 1080p, short side 1080 above), full, a short side "
-    "in pixels (540) or a scale (0.5, 1/3)."
+    "auto (the size the model's weights were trained for, e.g. the shipped AECR-Net's; otherwise "
+    "CPU: short side 360, GPU: full up to 1080p, short side 1080 above), model (the weights' size, "
+    "else full), full, a short side in pixels (540) or a scale (0.5, 1/3)."
 )
 
 

@@ -50,6 +50,17 @@ _OPTIONS = [
     click.option("--ngf", type=int, help="Network width (64 = the paper's AECR-Net) [64]."),
     click.option("--crop", type=int, help="Training crop size, a multiple of 4 [256]."),
     click.option(
+        "--work-side",
+        callback=lambda ctx, param, v: None if v is None else _side_range(v),
+        help="Train for --work-size inference: scale each image so its short side is uniform in "
+        "LO:HI pixels (or exactly N) before cropping [native size].",
+    ),
+    click.option(
+        "--init",
+        type=click.Path(dir_okay=False),
+        help="Start from these weights (weight file or checkpoint of the same width) [random].",
+    ),
+    click.option(
         "--batch-size",
         "-b",
         type=int,
@@ -82,7 +93,19 @@ _OPTIONS = [
     click.option("--val-every", type=int, help="Steps between validations [1000]."),
     click.option("--val-limit", type=int, help="Validate on at most this many pairs [50]."),
     click.option("--val-crop", type=int, help="Centre-crop validation images to this size (0 = full) [0]."),
+    click.option(
+        "--val-work-size",
+        help="Validate through the guided transfer at this --work-size (e.g. 1/4, 128) [full].",
+    ),
 ]
+
+
+def _side_range(text: str) -> list[int]:
+    lo, _, hi = text.partition(":")
+    try:
+        return [int(lo), int(hi or lo)]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected LO:HI or N (short sides in pixels, e.g. 112:256)") from None
 
 
 def _with_options(f):
@@ -158,8 +181,13 @@ def _print_config(cfg: Any, resume: str | None) -> None:
     metavar="NAME=VALUE",
     help="A measured figure for the card, repeatable (e.g. sots_indoor_psnr=24.1).",
 )
-@click.option("--notes", default="", help="A free-text paragraph for the card.")
-def export(checkpoint: str, output: str, half: bool, metrics: tuple[str, ...], notes: str) -> None:
+@click.option("--notes", default="", help="Free text (markdown) appended to the card.")
+@click.option(
+    "--work-side",
+    type=click.IntRange(min=8),
+    help="Short side --work-size auto runs these weights at [the middle of the trained --work-side range].",
+)
+def export(checkpoint: str, output: str, half: bool, metrics: tuple[str, ...], notes: str, work_side) -> None:
     """Write a training checkpoint as a weight file (our format) plus its card NAME.md."""
     from ..train.export import export_checkpoint
 
@@ -172,5 +200,7 @@ def export(checkpoint: str, output: str, half: bool, metrics: tuple[str, ...], n
             parsed[name] = float(value)
         except ValueError:
             parsed[name] = value
-    weights, card, digest = export_checkpoint(checkpoint, output, half=half, metrics=parsed, notes=notes)
+    weights, card, digest = export_checkpoint(
+        checkpoint, output, half=half, metrics=parsed, notes=notes, work_side=work_side
+    )
     console.print(f"wrote {weights} and {card} (sha256 {digest})", highlight=False, soft_wrap=True)

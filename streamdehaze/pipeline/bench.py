@@ -326,7 +326,7 @@ def _peak_figures(model, s: BenchSettings, device: torch.device, info: StreamInf
     """Network FLOPs per frame at the working size and the share of the matmul peak they reach."""
     from .flops import matmul_peak_tflops, network_flops
 
-    h, w = s.speed().resolved_work_size(device).size_for(info.height, info.width)
+    h, w = s.speed().resolved_work_size(device, model).size_for(info.height, info.width)
     flops = network_flops(model, h, w, device)
     keys = fig.get("model_keyframes") or {}
     calls_per_frame = keys["keyframes"] / keys["frames"] if keys.get("frames") else 1.0
@@ -393,11 +393,12 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
             log(f"counting FLOPs{'' if label == 'base' else f' ({label})'}")
             fig.update(_peak_figures(model, v, device, info, fig))
         overrides = {} if label == "base" else parse_overrides(label)
+        work = v.speed().resolved_work_size(device, model)
         results.append({
             "label": label,
             "overrides": overrides,
-            "work_size": v.speed().describe(device, info.height, info.width),
-            "network_size": "{1}x{0}".format(*v.speed().resolved_work_size(device).size_for(info.height, info.width)),
+            "work_size": v.speed().describe(device, info.height, info.width, model=model),
+            "network_size": "{1}x{0}".format(*work.size_for(info.height, info.width)),
             "keyframe_interval": v.keyframe_interval,
             "keyframes": extra[label].get("keyframes"),
             **fig,

@@ -23,7 +23,7 @@ from .tuning import EngineOptions
 
 @dataclass
 class SpeedSettings:
-    """``work_size``: ``auto`` (the device's default), ``full``, a short side (``540``) or a scale
+    """``work_size``: ``auto`` (the model's or the device's default), ``full``, a short side (``540``) or a scale
     (``0.5``); ``keyframe_interval``: run the network every K frames; ``scene_cut``: thumbnail
     change that forces a keyframe; the rest: :class:`~.tuning.EngineOptions` (None = device default)."""
 
@@ -36,14 +36,17 @@ class SpeedSettings:
     cuda_graphs: bool = False
     device_yuv: bool | None = None
 
-    def resolved_work_size(self, device: torch.device | str) -> WorkSize:
-        return parse_work_size(self.work_size if self.work_size is not None else "full", device)
+    def resolved_work_size(self, device: torch.device | str, model: object = None) -> WorkSize:
+        """``model``: the network (or :class:`~..nets.dehazer.Dehazer`) ``auto`` may defer to."""
+        return parse_work_size(self.work_size if self.work_size is not None else "full", device, model)
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(self.channels_last, self.cudnn_benchmark, self.compile, self.cuda_graphs, self.device_yuv)
 
-    def transfer(self, device: torch.device | str, coeff_hook: CoeffHook | object | None = None) -> GuidedTransfer:
-        work = self.resolved_work_size(device)
+    def transfer(
+        self, device: torch.device | str, coeff_hook: CoeffHook | object | None = None, model: object = None
+    ) -> GuidedTransfer:
+        work = self.resolved_work_size(device, model)
         return GuidedTransfer(work, self.keyframe_interval, self.scene_cut, coeff_hook=coeff_hook)
 
     def build_engine(
@@ -55,21 +58,27 @@ class SpeedSettings:
         coeff_hook: CoeffHook | object | None = None,
     ) -> Engine:
         device = torch.device(device)
-        return Engine(model, device, precision, depth, self.transfer(device, coeff_hook), self.engine_options())
+        transfer = self.transfer(device, coeff_hook, model)
+        return Engine(model, device, precision, depth, transfer, self.engine_options())
 
     def use_device_yuv(self, device: torch.device | str) -> bool:
         """Whether frames should travel as yuv420p planes (the sink/source must support it too)."""
         return bool(self.engine_options().resolved(device).device_yuv)
 
     def describe(
-        self, device: torch.device | str, height: int | None = None, width: int | None = None, yuv: bool | None = None
+        self,
+        device: torch.device | str,
+        height: int | None = None,
+        width: int | None = None,
+        yuv: bool | None = None,
+        model: object = None,
     ) -> str:
         """One line for the start of a run: working size, keyframes, tuning switches in effect
         (``yuv``: whether frames really travel as yuv420p, when the caller knows)."""
         options = self.engine_options().resolved(device)
         if yuv is not None:
             options.device_yuv = yuv
-        return f"{self.transfer(device).describe(height, width)}; {options.describe()}"
+        return f"{self.transfer(device, model=model).describe(height, width)}; {options.describe()}"
 
 
 # bench --compare keys → (field, parser)

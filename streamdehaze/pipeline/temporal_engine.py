@@ -146,9 +146,9 @@ def build_engine(
     if coeff_hook is not None:
         raise ValueError("give either a coeff_hook or temporal settings, not both")
     device = torch.device(device)
+    transfer = speed.transfer(device, model=model)  # before wrapping: auto may defer to the model
     if temporal.mode in ("ema", "flow"):
         model = with_smoothed_airlight(model, temporal.airlight, temporal.config().cut_threshold)
-    transfer = speed.transfer(device)
     stage = TemporalStage(temporal, coefficients=transfer.active)
     if stage.coefficients:
         transfer.coeff_hook = stage

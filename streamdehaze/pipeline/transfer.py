@@ -53,12 +53,12 @@ class WorkSize:
 
     ``mode``: ``"full"``; ``"short"`` (``value`` is the short side in pixels, a cap: smaller frames
     run at full resolution); ``"scale"`` (``value`` in (0, 1) multiplies both sides).
-    ``default``: chosen for the device rather than by the user (said so when printed).
+    ``default``: who chose it when the user did not (``"device"`` or ``"model"``; said when printed).
     """
 
     mode: str = "full"
     value: float = 0.0
-    default: bool = False
+    default: str = ""
 
     @property
     def is_full(self) -> bool:
@@ -82,7 +82,7 @@ class WorkSize:
     def describe(self, height: int | None = None, width: int | None = None) -> str:
         """``"640x360 (short side 360, default for cpu)"``-style text for the start-up line."""
         what = {"full": "full resolution", "short": f"short side {self.value:g}", "scale": f"scale {self.value:g}"}
-        text = what[self.mode] + (", the device's default" if self.default else "")
+        text = what[self.mode] + (f", the {self.default}'s default" if self.default else "")
         if height and width:
             h, w = self.size_for(height, width)
             return f"{w}x{h} ({text})" if (h, w) != (height, width) else f"{w}x{h}, full resolution ({text})"
@@ -92,15 +92,30 @@ class WorkSize:
 FULL = WorkSize()
 
 
-def default_work_size(device: torch.device | str) -> WorkSize:
-    """The working size that fits ``device``: see :data:`DEFAULT_SHORT_SIDE`."""
+def model_work_side(model: object) -> int | None:
+    """The short side a network was trained to run at (``work_side`` in its weight file's meta,
+    written by ``train export``), or None: official weights, random weights and DCP have none."""
+    side = (getattr(model, "info", None) or {}).get("work_side")
+    return int(side) if side else None
+
+
+def default_work_size(device: torch.device | str, model: object = None) -> WorkSize:
+    """What ``auto`` means: the model's own working size if its weights name one (a network trained
+    on frames of that size does best there, on any device), else :data:`DEFAULT_SHORT_SIDE`."""
+    side = model_work_side(model)
+    if side:
+        return WorkSize("short", side, default="model")
     kind = torch.device(device).type
-    return WorkSize("short", DEFAULT_SHORT_SIDE.get(kind, DEFAULT_SHORT_SIDE["cuda"]), default=True)
+    return WorkSize("short", DEFAULT_SHORT_SIDE.get(kind, DEFAULT_SHORT_SIDE["cuda"]), default="device")
 
 
-def parse_work_size(value: str | float | WorkSize | None, device: torch.device | str = "cpu") -> WorkSize:
-    """``full``, ``auto`` (the device's default), a short side in pixels (``540``), or a scale in
-    (0, 1] (``0.5``, ``1/2``, ``50%``). ``None`` means full resolution."""
+def parse_work_size(
+    value: str | float | WorkSize | None, device: torch.device | str = "cpu", model: object = None
+) -> WorkSize:
+    """``full``, ``auto`` (the model's or else the device's default, see :func:`default_work_size`),
+    ``model`` (the model's own working size, else full resolution), a short side in pixels
+    (``540``), or a scale in (0, 1] (``0.5``, ``1/2``, ``50%``). ``None``
+    means full resolution."""
     if isinstance(value, WorkSize):
         return value
     if value is None:
@@ -110,7 +125,10 @@ def parse_work_size(value: str | float | WorkSize | None, device: torch.device |
     if text in ("full", "none", "off"):
         return FULL
     if text == "auto":
-        return default_work_size(device)
+        return default_work_size(device, model)
+    if text == "model":  # the model's own working size, else full resolution (eval's default)
+        side = model_work_side(model)
+        return WorkSize("short", side, default="model") if side else FULL
     try:
         if text.endswith("%"):
             number = Fraction(text[:-1]) / 100

@@ -19,7 +19,7 @@ CR_ENCODERS = ("imagenet", "random")
 # Keys that may differ when resuming: they change where/how often things are written, not the
 # optimisation itself (everything else would make "resume" a different run).
 RUNTIME_KEYS = frozenset(
-    {"out", "device", "workers", "threads", "log_every", "ckpt_every", "val_every", "val_limit", "amp"}
+    "out device workers threads log_every ckpt_every val_every val_limit val_work_size amp".split()
 )
 
 
@@ -32,6 +32,10 @@ class TrainConfig:
     out: str = "runs/aecrnet"  # checkpoints (last.pt, best.pt), log.csv, config.json
     ngf: int = 64  # network width (64 = the paper's network)
     crop: int = 256  # square training crops, a multiple of 4
+    # Train at a working size (see ``--work-size``): each image is first scaled down so its short
+    # side is uniform in [lo, hi] pixels, then cropped. (0, 0) = native size.
+    work_side: tuple[int, int] = (0, 0)
+    init: str | None = None  # start from these weights (weight file or checkpoint) instead of random ones
     batch_size: int = 4  # images per optimiser step and process
     accum: int = 1  # micro-batches the batch is split into (FastDeconv statistics per micro-batch)
     steps: int = 100_000  # optimiser steps of the whole schedule
@@ -53,10 +57,12 @@ class TrainConfig:
     val_every: int = 1000
     val_limit: int = 50  # at most this many validation pairs
     val_crop: int = 0  # centre-crop validation images to this size (0 = full images)
+    val_work_size: str = "full"  # validate through the guided transfer at this --work-size
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        d["work_side"] = list(self.work_side)
         return d
 
     @classmethod
@@ -85,6 +91,11 @@ class TrainConfig:
         )
         micro = self.batch_size // self.accum
         _check(self.ngf >= 2 and self.ngf % 2 == 0, f"ngf {self.ngf}: expected an even width of at least 2 (paper: 64)")
+        lo, hi = self.work_side
+        _check(
+            (lo, hi) == (0, 0) or self.crop <= lo <= hi,
+            f"work_side {lo}:{hi}: expected crop ({self.crop}) <= LO <= HI, or 0 for native size",
+        )
         _check(self.steps >= 1, f"steps {self.steps}: expected at least 1")
         _check(self.lr > 0 and all(0 <= b < 1 for b in self.betas), f"lr {self.lr} / betas {self.betas} out of range")
         _check(self.cr_weight >= 0, f"cr_weight {self.cr_weight}: expected >= 0")
@@ -118,10 +129,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise TrainError(f"config data: expected a list of folder specs, got {value!r}")
         return list(value)
-    if name == "betas":
+    if name in ("betas", "work_side"):
         if not isinstance(value, list | tuple) or len(value) != 2:
-            raise TrainError(f"config betas: expected two numbers, got {value!r}")
-        return (float(value[0]), float(value[1]))
+            raise TrainError(f"config {name}: expected two numbers, got {value!r}")
+        kind = float if name == "betas" else int
+        return (kind(value[0]), kind(value[1]))
     if value is None or default is None:
         return value
     if isinstance(default, bool):

@@ -179,6 +179,21 @@ def _fit_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
     return F.interpolate(x, size=(max(crop, round(h * s)), max(crop, round(w * s))), mode="bicubic").clamp(0, 1)
 
 
+def to_short_side(x: torch.Tensor, side: float) -> torch.Tensor:
+    """Scale ``(1, 3, H, W)`` (uint8 or float) down so its short side is ``side`` → float in [0, 1].
+
+    Antialiased bilinear, as :meth:`GuidedTransfer.downscale` shrinks frames at inference, so the
+    network trains on what it will see there. Images already that small are only converted.
+    """
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
+    h, w = x.shape[-2:]
+    s = side / min(h, w)
+    if s >= 1:
+        return x
+    size = (max(1, round(h * s)), max(1, round(w * s)))
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+
+
 def dihedral(x: torch.Tensor, flip: bool, rot: int) -> torch.Tensor:
     """One of the 8 flips/90° rotations of ``(..., H, W)``."""
     x = x.flip(-1) if flip else x
@@ -197,11 +212,17 @@ class TrainSet(Dataset):
     ``dataset[(epoch, index)]`` → ``{'hazy', 'clear'}``, each ``(3, crop, crop)`` float in [0, 1].
     """
 
-    def __init__(self, sources: list[tuple[PairedImages | ClearImages, float]], crop: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        sources: list[tuple[PairedImages | ClearImages, float]],
+        crop: int,
+        seed: int = 0,
+        work_side: tuple[int, int] = (0, 0),
+    ) -> None:
         self.sources = [s for s, _ in sources]
         self.counts = [max(1, round(w * len(s))) for s, w in sources]
         self.starts = list(itertools.accumulate(self.counts, initial=0))
-        self.crop, self.seed = crop, seed
+        self.crop, self.seed, self.work_side = crop, seed, tuple(work_side)
 
     def __len__(self) -> int:
         return self.starts[-1]
@@ -235,6 +256,10 @@ class TrainSet(Dataset):
         """One random crop of same-size ``(H, W, 3) uint8`` images → ``(1, 3, crop, crop)`` floats, top row, H."""
         c = self.crop
         imgs = [torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None] for a in arrays]
+        if self.work_side[1]:
+            lo, hi = self.work_side
+            side = lo + float(torch.rand((), generator=g)) * (hi - lo)
+            imgs = [to_short_side(x, side) for x in imgs]
         if min(imgs[0].shape[-2:]) < c:
             imgs = [_fit_crop(x.float().div_(255.0), c) for x in imgs]
         h, w = imgs[0].shape[-2:]
@@ -245,7 +270,7 @@ class TrainSet(Dataset):
         return crops, top, h
 
 
-def build_trainset(specs: list[str], crop: int, seed: int = 0) -> TrainSet:
+def build_trainset(specs: list[str], crop: int, seed: int = 0, work_side: tuple[int, int] = (0, 0)) -> TrainSet:
     """Open every source (checks run here, before training); :class:`DataError` on bad folders."""
     sources: list[tuple[PairedImages | ClearImages, float]] = []
     for text in specs:
@@ -256,7 +281,7 @@ def build_trainset(specs: list[str], crop: int, seed: int = 0) -> TrainSet:
         except StreamDehazeError as exc:
             raise DataError(f"--data {text}: {exc}") from None
         sources.append((src, spec.weight))
-    return TrainSet(sources, crop, seed)
+    return TrainSet(sources, crop, seed, work_side)
 
 
 class EpochSampler(DistributedSampler):

@@ -20,11 +20,25 @@ from .config import TrainConfig
 from .losses import CR_WEIGHTS
 
 
-def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
-    """What the weight file records about its training (plain types only)."""
+def default_work_side(cfg: TrainConfig) -> int | None:
+    """The working size a checkpoint trained at a working size should run at: the middle of its
+    trained short-side range, rounded to a multiple of 8; None when it trained at native size."""
+    lo, hi = cfg.work_side
+    return 8 * round((lo + hi) / 16) if hi else None
+
+
+def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | None = None) -> dict[str, Any]:
+    """What the weight file records about its training (plain types only).
+
+    ``work_side``: the short side ``--work-size auto`` runs the network at (see
+    :func:`streamdehaze.pipeline.transfer.default_work_size`); None = :func:`default_work_side`.
+    """
     cfg = TrainConfig.from_dict(ckpt["config"])
     world = int(ckpt.get("world_size", 1))
     return {
+        "work_side": work_side or default_work_side(cfg),
+        "work_side_trained": list(cfg.work_side) if cfg.work_side[1] else None,
+        "init": Path(cfg.init).name if cfg.init else None,
         "trained_with": "streamdehaze train",
         "checkpoint": Path(ckpt["path"]).name,
         "steps": int(ckpt["step"]),
@@ -71,16 +85,28 @@ def _encoder_text(enc: dict[str, Any], cr_weight: float) -> str:
     )
 
 
+def _work_text(meta: dict[str, Any]) -> str:
+    if not meta.get("work_side"):
+        return "full resolution (trained on native-size crops)"
+    trained = meta.get("work_side_trained")
+    text = f"short side {meta['work_side']} px (`--work-size auto`; guided transfer to full resolution)"
+    if trained:
+        text += f"; trained on images scaled to a short side of {trained[0]}–{trained[1]} px"
+    return text
+
+
 def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: int, half: bool) -> str:
     loss, val = meta["loss"], meta["validation"]
     rows = [
         ("architecture", f"AECR-Net (`aecrnet`), ngf {ngf}, {params:,} parameters"),
         ("weights", f"{'float16' if half else 'float32'} (`{name}.pt`, loaded as float32)"),
         ("training data", "; ".join(f"`{d}`" for d in meta["data"])),
+        ("working size", _work_text(meta)),
         (
             "steps",
             f"{meta['steps']:,} of {meta['steps_planned']:,} (global batch {meta['global_batch']}, "
-            f"{meta['crop']}×{meta['crop']} crops, seed {meta['seed']})",
+            f"{meta['crop']}×{meta['crop']} crops, seed {meta['seed']})"
+            + (f", started from `{meta['init']}`" if meta.get("init") else ""),
         ),
         ("optimiser", f"Adam lr {meta['optimizer']['lr']:g}, betas {tuple(meta['optimizer']['betas'])}, cosine decay"),
         (
@@ -114,6 +140,7 @@ def export_checkpoint(
     half: bool = False,
     metrics: dict[str, Any] | None = None,
     notes: str = "",
+    work_side: int | None = None,
 ) -> tuple[Path, Path, str]:
     """Write ``output`` (weights) and ``output.with_suffix('.md')`` (card); returns both paths and the sha256."""
     ckpt = read_checkpoint(checkpoint)
@@ -127,7 +154,7 @@ def export_checkpoint(
         apply_state_dict(net, ckpt["model"], source=ckpt["path"])
     except ModelError as exc:
         raise TrainError(str(exc)) from None
-    meta = export_meta(ckpt, metrics or {})
+    meta = export_meta(ckpt, metrics or {}, work_side)
     if notes:
         meta["notes"] = notes
     digest = save_weights(output, net.eval(), "aecrnet", meta=meta, half=half)

@@ -28,7 +28,7 @@ import torch
 from ..devices import device_name
 from ..errors import ModelError, TrainError
 from ..nets.aecrnet import AECRNet
-from ..weights import apply_state_dict
+from ..weights import apply_state_dict, read_weights
 from . import distributed as D
 from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RUNTIME_KEYS, TrainConfig, check_resume_compatible
@@ -81,7 +81,7 @@ class Trainer:
             saved = TrainConfig.from_dict(self.ckpt["config"])
             diff = {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_KEYS}
             check_resume_compatible(saved, diff)
-        self.dataset = build_trainset(cfg.data, cfg.crop, cfg.seed)
+        self.dataset = build_trainset(cfg.data, cfg.crop, cfg.seed, cfg.work_side)
         self.val = load_val_pairs(cfg.val, cfg.val_limit, cfg.val_crop) if cfg.val and self.info.is_main else []
         self.encoder_info: dict = {"kind": "none"}
         cr = None
@@ -114,6 +114,11 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, Cosine(cfg.steps, cfg.warmup))
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp)
         self.step, self.elapsed0, self.best = 0, 0.0, {"psnr": None, "ssim": None, "step": None}
+        if cfg.init and not self.ckpt:  # a resumed run already holds (and continues) these weights
+            try:
+                apply_state_dict(self.net, read_weights(cfg.init).state_dict, source=cfg.init)
+            except ModelError as exc:
+                raise TrainError(f"--init: {exc}") from None
         if self.ckpt:
             try:
                 apply_state_dict(self.net, self.ckpt["model"], source=self.ckpt["path"])
@@ -273,7 +278,7 @@ class Trainer:
         return f"loss {loss:.4f} l1 {l1:.4f} cr {cr:.4f} lr {lr:.2e} {ips:.1f} img/s"
 
     def _validate(self, log: CsvLog | None, bar: TrainProgress) -> None:
-        p, s = validate(self.net, self.val, self.info.device)
+        p, s = validate(self.net, self.val, self.info.device, self.cfg.val_work_size)
         if log is not None:
             log.write(step=self.step, val_psnr=p, val_ssim=s)
         better = self.best["psnr"] is None or p > self.best["psnr"]

@@ -5,27 +5,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.padding import crop_to, pad_to_multiple
+from ..nets.dehazer import Dehazer
+from ..pipeline.transfer import GuidedTransfer, parse_work_size
 
 
 @torch.no_grad()
 def validate(
-    net: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+    net: nn.Module,
+    pairs: list[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    work_size: str = "full",
 ) -> tuple[float, float]:
     """Mean PSNR (dB) and SSIM over ``pairs`` of ``(1, 3, H, W)`` float in [0, 1].
 
     The network runs in eval mode (FastDeconv on its running statistics, as at inference), on
-    reflect-padded inputs cropped back; ``net``'s train/eval mode is restored afterwards.
+    reflect-padded inputs cropped back (:class:`Dehazer`); ``net``'s train/eval mode is restored afterwards. With a
+    ``work_size`` other than full, it runs through the guided transfer as ``eval --work-size`` does.
     """
     from ..metrics import psnr, ssim  # imported here: training without validation does not need it
 
+    run = Dehazer(net, "training", multiple=4)  # pads, crops back and clamps as at inference
     was_training = net.training
     net.eval()
     p_sum = s_sum = 0.0
     try:
         for hazy, clear in pairs:
-            x, size = pad_to_multiple(hazy.to(device), 4)
-            out = crop_to(net(x), size).float().clamp(0.0, 1.0)
+            transfer = GuidedTransfer(parse_work_size(work_size, device))
+            out = transfer.process(run, hazy.to(device)).clamp(0.0, 1.0)
             y = clear.to(device)
             p_sum += float(psnr(out, y).clamp(max=100.0).sum())
             s_sum += float(ssim(out, y).sum())
