@@ -149,9 +149,6 @@ def command(model, weights, device, random_weights, ngf, resolution, batch, prec
         peak=peak, temporal=speed.pop("temporal"), temporal_strength=speed.pop("temporal_strength"),
         **vars(speed_settings),
     )  # fmt: skip
-    if not as_json:
-        device_text = device if device != "auto" else "the default device"
-        console.print(f"speed settings on {device_text}: {speed_settings.describe(_device(device))}", highlight=False)
     result = run_bench(s, log=lambda msg: console_err.print(f"[dim]{msg}[/]", highlight=False))
     if as_json:
         click.echo(json.dumps(result, default=str))
@@ -185,8 +182,3 @@ def command(model, weights, device, random_weights, ngf, resolution, batch, prec
         highlight=False,
     )
 
-
-def _device(spec: str):
-    from ..devices import resolve_device
-
-    return resolve_device(spec)

@@ -348,6 +348,7 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
         raise ValueError(f"unknown measurements {sorted(unknown)}; expected some of {MEASUREMENTS}")
     device = resolve_device(s.device)
     model = build_model(s, device)
+    log(f"speed settings on {device}: {s.speed().describe(device, model=model)}")
     env = environment(device)
     variants = bench_variants(s)
     yuv = s.yuv(device)
