@@ -106,3 +106,22 @@ def test_eval_and_image_at_a_working_size(tmp_path):
     assert result.exit_code == 0 and "scale 0.5" in result.stdout
     with av.open(str(tmp_path / "o" / "1_1.png")) as c:
         assert next(c.decode(video=0)).width == 64
+
+
+def test_run_uses_the_working_size_the_weights_name(tmp_path):
+    """Weights exported from a --work-side run carry their size: run's auto uses it, full overrides."""
+    import torch
+
+    from streamdehaze.nets.aecrnet import AECRNet
+    from streamdehaze.weights import save_weights
+
+    torch.manual_seed(0)
+    weights = tmp_path / "w.pt"
+    save_weights(weights, AECRNet(ngf=4), "aecrnet", meta={"work_side": 24})
+    clip = make_clip(tmp_path / "in.mp4", n_frames=3)
+    res = invoke("run", str(clip), "-o", str(tmp_path / "out.mp4"), "--weights", str(weights), "--batch", "1")
+    assert res.exit_code == 0, res.output
+    assert "32x24 (short side 24, the model's default)" in res.output
+    assert len(read_video(tmp_path / "out.mp4")) == 3
+    res = invoke("run", str(clip), "-o", str(tmp_path / "full.mp4"), "--weights", str(weights), "--work-size", "full")
+    assert res.exit_code == 0 and "64x48, full resolution" in res.output

@@ -106,6 +106,7 @@ class ToggleModel(nn.Module):
         super().__init__()
         self.model = model
         self.name = getattr(model, "name", type(model).__name__)
+        self.info = getattr(model, "info", {})  # what the weights say (e.g. their working size)
         self.enabled = True
 
     @property
