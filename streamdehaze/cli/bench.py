@@ -181,4 +181,3 @@ def command(model, weights, device, random_weights, ngf, resolution, batch, prec
         f"({result['device_name']}, torch {result['torch_version']}, CUDA {result['cuda_version']})",
         highlight=False,
     )
-
