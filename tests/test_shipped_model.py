@@ -60,10 +60,10 @@ def test_output_matches_the_stored_reference():
 
 
 def test_models_command_lists_the_shipped_weights():
-    res = CliRunner().invoke(main, ["models"], catch_exceptions=False)
+    res = CliRunner().invoke(main, ["models", "--cards"], catch_exceptions=False)
     assert res.exit_code == 0
-    assert "aecrnet.pt" in res.output and "ok" in res.output  # found, sha256 equals the card's
-    assert "not found" not in res.output
+    assert f"sha256: {sha256(SHIPPED)}" in res.output  # the card is found and printed
+    assert "ok" in res.output and "≠ card" not in res.output and "not found" not in res.output
 
 
 def _resolve_in(cwd: Path, prelude: str = "") -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -42,10 +42,12 @@ def models_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("STREAMDEHAZE_MODELS"):
         dirs.append(Path(os.environ["STREAMDEHAZE_MODELS"]))
-    try:  # a built wheel carries models/ as the package streamdehaze._models
-        dirs.append(Path(str(resources.files("streamdehaze._models"))))
-    except (ModuleNotFoundError, TypeError):
-        pass
+    try:  # a built wheel carries models/ as the (namespace) package streamdehaze._models
+        spec = importlib.util.find_spec("streamdehaze._models")
+    except ModuleNotFoundError:
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        dirs += [Path(p) for p in spec.submodule_search_locations]
     dirs.append(Path(__file__).resolve().parents[2] / "models")  # source checkout
     seen, out = set(), []
     for d in dirs:

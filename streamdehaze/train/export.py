@@ -45,6 +45,7 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
         "steps_planned": cfg.steps,
         "data": list(cfg.data),
         "val": cfg.val,
+        "val_work_size": cfg.val_work_size,
         "crop": cfg.crop,
         "global_batch": cfg.batch_size * world,
         "optimizer": {
@@ -85,6 +86,14 @@ def _encoder_text(enc: dict[str, Any], cr_weight: float) -> str:
     )
 
 
+def _data_text(specs: list[str]) -> str:
+    """The ``--data`` specs relative to the folder they share (machine paths say little on a card)."""
+    paths = [s.split(":", 1)[-1].rsplit("@", 1)[0] for s in specs]
+    root = os.path.commonpath(paths) if len(paths) > 1 else str(Path(paths[0]).parent)
+    shown = [s.replace(root + os.sep, "", 1) for s in specs]
+    return f"in `{root}`: " + "; ".join(f"`{s}`" for s in shown)
+
+
 def _work_text(meta: dict[str, Any]) -> str:
     if not meta.get("work_side"):
         return "full resolution (trained on native-size crops)"
@@ -100,7 +109,7 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
     rows = [
         ("architecture", f"AECR-Net (`aecrnet`), ngf {ngf}, {params:,} parameters"),
         ("weights", f"{'float16' if half else 'float32'} (`{name}.pt`, loaded as float32)"),
-        ("training data", "; ".join(f"`{d}`" for d in meta["data"])),
+        ("training data", _data_text(meta["data"])),
         ("working size", _work_text(meta)),
         (
             "steps",
@@ -124,7 +133,8 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
         rows.append(
             (
                 "validation",
-                f"PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} at step {val['step']} on `{meta['val']}`",
+                f"PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} at step {val['step']} on `{meta['val']}`"
+                f" (working size {meta.get('val_work_size') or 'full'})",
             )
         )
     rows += [(f"metric: {k}", f"{v:g}" if isinstance(v, float) else str(v)) for k, v in meta["metrics"].items()]
