@@ -6,10 +6,10 @@ given; ``load_model('dcp')`` needs none. Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 
 import torch
