@@ -70,7 +70,7 @@ def test_bad_work_size_is_one_clear_error(text):
 
 def test_auto_work_size_fits_the_device():
     cpu = parse_work_size("auto", "cpu")
-    assert (cpu.mode, cpu.value, cpu.default) == ("short", 360, True)
+    assert (cpu.mode, cpu.value, cpu.default) == ("short", 360, "device")
     assert cpu.size_for(720, 1280) == (360, 640) and cpu.size_for(240, 320) == (240, 320)
     gpu = default_work_size("cuda")
     assert gpu.size_for(1080, 1920) == (1080, 1920) and gpu.size_for(2160, 3840) == (1080, 1920)
@@ -245,18 +245,16 @@ def test_validation_at_a_working_size_matches_dehaze_image():
     """Training's validation through the guided transfer scores what `eval --work-size` scores."""
     from streamdehaze.images import dehaze_image
     from streamdehaze.metrics import psnr
-    from streamdehaze.nets.aecrnet import AECRNet
     from streamdehaze.nets.dehazer import Dehazer
     from streamdehaze.ops.color import to_tensor
     from streamdehaze.train.validate import validate
 
-    torch.manual_seed(0)
-    net = AECRNet(ngf=4).eval()
+    net = torch.nn.Sequential(torch.nn.AvgPool2d(5, 1, 2, count_include_pad=False))  # output follows the input
     rng = np.random.default_rng(0)
     hazy8 = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
-    clear = to_tensor(np.clip(hazy8.astype(int) * 1.2 - 30, 0, 255).astype(np.uint8)[None])
+    clear = net(to_tensor(hazy8[None]))  # what the network gives at full resolution
     out8 = dehaze_image(hazy8, Dehazer(net, "aecrnet", 4), work_size="1/2")
     p, _ = validate(net, [(to_tensor(hazy8[None]), clear)], torch.device("cpu"), "1/2")
     assert abs(p - float(psnr(to_tensor(out8[None]), clear)[0])) < 0.05  # 8-bit rounding only
     p_full, _ = validate(net, [(to_tensor(hazy8[None]), clear)], torch.device("cpu"))
-    assert abs(p_full - p) > 0.01  # the working size really changed what was scored
+    assert p_full > 90 and p < 40  # the working size really changed what was scored
