@@ -153,6 +153,7 @@ def test_init_work_side_and_model_working_size(tmp_path, pairs):
     args = ["--data", pairs, "--out", out, "--steps", 1, "--lr", "1e-12", "--init", init, "-q", *TINY]
     assert "does not fit" in _error(run(*args, "--ngf", 8))  # the last --ngf wins
     assert "expected crop (16) <= LO <= HI" in _error(run(*args, "--work-side", "12:20"))
+    assert "--val-work-size 'tiny'" in _error(run(*args, "--val-work-size", "tiny"))
     assert run(*args, "--work-side", "16:32").exit_code == 0
     got = read_checkpoint(out / "last.pt")["model"]["up3.1.bias"]
     torch.testing.assert_close(got, torch.full_like(got, 0.25))  # lr ~0: still the initial weights

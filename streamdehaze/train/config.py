@@ -108,6 +108,13 @@ class TrainConfig:
             0 <= self.cr_negatives < micro or self.cr_negatives == 0,
             f"cr_negatives {self.cr_negatives}: needs at most {micro - 1} (other images of a micro-batch of {micro})",
         )
+        from ..errors import InputError
+        from ..pipeline.transfer import parse_work_size
+
+        try:  # a typo here would otherwise surface at the first validation, steps into the run
+            parse_work_size(self.val_work_size)
+        except InputError as exc:
+            raise TrainError(str(exc).replace("--work-size", "--val-work-size", 1)) from None
         for name in ("log_every", "ckpt_every", "val_every", "val_limit"):
             _check(getattr(self, name) >= 1, f"{name} {getattr(self, name)}: expected at least 1")
         _check(

@@ -261,7 +261,7 @@ class TrainSet(Dataset):
             side = lo + float(torch.rand((), generator=g)) * (hi - lo)
             imgs = [to_short_side(x, side) for x in imgs]
         if min(imgs[0].shape[-2:]) < c:
-            imgs = [_fit_crop(x.float().div_(255.0), c) for x in imgs]
+            imgs = [_fit_crop(x.float().div_(255.0) if x.dtype == torch.uint8 else x, c) for x in imgs]
         h, w = imgs[0].shape[-2:]
         top = int(torch.randint(0, h - c + 1, (), generator=g))
         left = int(torch.randint(0, w - c + 1, (), generator=g))
