@@ -14,12 +14,13 @@ import statistics
 import time
 from pathlib import Path
 
-import cv2
 import torch
 
+from streamdehaze.io.stills import read_image
 from streamdehaze.metrics import psnr, ssim
 from streamdehaze.nets.dcp import DarkChannelPrior
 from streamdehaze.ops.color import to_tensor
+from streamdehaze.pairs import find_pairs
 
 SPLITS = ("sots-indoor/dev", "sots-outdoor/dev")
 
@@ -29,32 +30,14 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def read_rgb(path: Path):
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def pairs(split_dir: Path) -> list[tuple[Path, Path]]:
-    """(hazy, clear) paths: the clear partner is the hazy name up to the first '_'."""
-    clear = {p.stem: p for p in (split_dir / "clear").iterdir()}
-    out = []
-    for h in sorted((split_dir / "hazy").iterdir()):
-        c = clear.get(h.name.split("_")[0])
-        if c is not None:
-            out.append((h, c))
-    return out
-
-
 @torch.no_grad()
 def evaluate(split_dir: Path, model: torch.nn.Module, device: str = "cpu") -> dict[str, float]:
     """Mean PSNR / SSIM of the model's output and of the hazy input over a split's pairs."""
     sums = {"dcp_psnr": 0.0, "dcp_ssim": 0.0, "hazy_psnr": 0.0, "hazy_ssim": 0.0}
-    ps = pairs(split_dir)
+    ps = find_pairs(split_dir / "hazy", split_dir / "clear")
     for hazy_path, clear_path in ps:
-        hazy = to_tensor(read_rgb(hazy_path), device)
-        clear = to_tensor(read_rgb(clear_path), device)
+        hazy = to_tensor(read_image(hazy_path), device)
+        clear = to_tensor(read_image(clear_path), device)
         out = model(hazy)
         sums["dcp_psnr"] += psnr(out, clear).item()
         sums["dcp_ssim"] += ssim(out, clear).item()
