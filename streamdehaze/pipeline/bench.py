@@ -43,13 +43,16 @@ from ..ops.color import to_tensor, to_uint8
 from ..ops.yuv import planes_to_rgb_image, rgb_to_yuv420p, yuv_meta
 from .engine import Engine
 from .runner import Pipeline, PipelineStats
-from .speed import SpeedSettings, parse_overrides, speed_fields
+from .speed import SpeedSettings, parse_overrides
 
 MEASUREMENTS = ("decode", "model", "engine", "encode", "end_to_end")
 
 
 @dataclass
-class BenchSettings:
+class BenchSettings(SpeedSettings):
+    """What ``bench`` measures and how: the :class:`SpeedSettings` fields (working size, keyframes,
+    tuning switches) plus the model, clip, batch and measurement choices."""
+
     model: str = "aecrnet"
     weights: str | None = None
     random_weights: bool = False  # aecrnet with random weights of width ngf (timing only)
@@ -66,32 +69,17 @@ class BenchSettings:
     preset: str = "veryfast"
     input: str | None = None
     repeat: int = 1
-    # speed settings (see SpeedSettings)
-    work_size: str = "auto"
-    keyframe_interval: int = 1
-    scene_cut: float = 0.12
-    channels_last: bool | None = None
-    cudnn_benchmark: bool | None = None
-    compile: bool = False
-    cuda_graphs: bool = False
-    device_yuv: bool | None = None
     compare: tuple[str, ...] = ()
     measure: tuple[str, ...] = MEASUREMENTS
     peak: bool = False  # also count the network's FLOPs and measure the device's matmul peak
     temporal: str = "off"  # temporal smoothing (pipeline.temporal_engine): its cost shows in the engine figures
     temporal_strength: float = 0.8
 
-    def speed(self) -> SpeedSettings:
-        return SpeedSettings(**{name: getattr(self, name) for name in speed_fields()})
-
     def engine(self, model: torch.nn.Module, device: torch.device) -> Engine:
         from .temporal_engine import TemporalSettings, build_engine
 
         temporal = TemporalSettings(self.temporal, self.temporal_strength)
-        return build_engine(self.speed(), model, device, self.precision, temporal=temporal)
-
-    def yuv(self, device: torch.device) -> bool:
-        return self.speed().use_device_yuv(device)
+        return build_engine(self, model, device, self.precision, temporal=temporal)
 
 
 def bench_variants(s: BenchSettings) -> list[tuple[str, BenchSettings]]:
@@ -207,7 +195,7 @@ def as_input(images: np.ndarray, yuv: bool) -> tuple[np.ndarray, dict]:
 def time_engine(model: torch.nn.Module, s: BenchSettings, device: torch.device, images: np.ndarray) -> float:
     """Frames per second through the Engine: host uint8 in, host uint8 out, ``depth`` batches in flight."""
     engine = s.engine(model, device)
-    data, meta = as_input(images, s.yuv(device))
+    data, meta = as_input(images, s.use_device_yuv(device))
     batch = [Frame(data[i % len(data)], i, Fraction(1, 30), i, dict(meta)) for i in range(s.batch)]
     steps, warm = -(-s.frames // s.batch), -(-s.warmup // s.batch)
     for _ in range(warm):
@@ -290,7 +278,7 @@ def time_end_to_end(
 
     engine = s.engine(model, device)
     pipe = Pipeline(
-        open_source(path, pix_fmt="yuv420p" if s.yuv(device) else "rgb24"),
+        open_source(path, pix_fmt="yuv420p" if s.use_device_yuv(device) else "rgb24"),
         engine,
         _sink(tmp / "end_to_end.mp4", s),
         batch=s.batch,
@@ -326,7 +314,7 @@ def _peak_figures(model, s: BenchSettings, device: torch.device, info: StreamInf
     """Network FLOPs per frame at the working size and the share of the matmul peak they reach."""
     from .flops import matmul_peak_tflops, network_flops
 
-    h, w = s.speed().resolved_work_size(device, model).size_for(info.height, info.width)
+    h, w = s.resolved_work_size(device, model).size_for(info.height, info.width)
     flops = network_flops(model, h, w, device)
     keys = fig.get("model_keyframes") or {}
     calls_per_frame = keys["keyframes"] / keys["frames"] if keys.get("frames") else 1.0
@@ -348,10 +336,10 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
         raise ValueError(f"unknown measurements {sorted(unknown)}; expected some of {MEASUREMENTS}")
     device = resolve_device(s.device)
     model = build_model(s, device)
-    log(f"speed settings on {device}: {s.speed().describe(device, model=model)}")
+    log(f"speed settings on {device}: {s.describe(device, model=model)}")
     env = environment(device)
     variants = bench_variants(s)
-    yuv = s.yuv(device)
+    yuv = s.use_device_yuv(device)
     with tempfile.TemporaryDirectory(prefix="streamdehaze-bench-") as tmp_name:
         tmp = Path(tmp_name)
         path = s.input
@@ -394,11 +382,11 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
             log(f"counting FLOPs{'' if label == 'base' else f' ({label})'}")
             fig.update(_peak_figures(model, v, device, info, fig))
         overrides = {} if label == "base" else parse_overrides(label)
-        work = v.speed().resolved_work_size(device, model)
+        work = v.resolved_work_size(device, model)
         results.append({
             "label": label,
             "overrides": overrides,
-            "work_size": v.speed().describe(device, info.height, info.width, model=model),
+            "work_size": v.describe(device, info.height, info.width, model=model),
             "network_size": "{1}x{0}".format(*work.size_for(info.height, info.width)),
             "keyframe_interval": v.keyframe_interval,
             "keyframes": extra[label].get("keyframes"),
