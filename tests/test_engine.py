@@ -89,8 +89,19 @@ def test_cpu_bf16_autocast_runs_close_to_fp32():
     assert np.abs(out.astype(int) - ref.astype(int)).mean() < 8  # bf16 keeps 8 bits of mantissa
 
 
-def test_cpu_bf16_unsupported_op_gives_a_model_error():
-    # torchvision's deform_conv2d has no bf16 CPU kernel: a clear error, not a RuntimeError trace
+def test_cpu_bf16_runs_aecrnet_close_to_fp32():
+    # the CPU deformable conv samples in float32 under bf16 autocast (torchvision's kernel had no bf16)
+    model = small_aecrnet()
+    imgs = images(2, 40, 56)
+    out = Engine(model, torch.device("cpu"), precision="bf16").process(imgs)
+    assert np.abs(out.astype(int) - reference(model, imgs).astype(int)).mean() < 2
+
+
+def test_cpu_bf16_unsupported_op_gives_a_model_error(monkeypatch):
+    def no_bf16(*args, **kwargs):
+        raise RuntimeError('"deform_conv2d" not implemented for \'BFloat16\'')
+
+    monkeypatch.setattr("streamdehaze.nets.aecrnet.deform_conv2d_sampled", no_bf16)
     with pytest.raises(ModelError, match="use --precision fp32"):
         Engine(small_aecrnet(), torch.device("cpu"), precision="bf16").process(images(1))
 

@@ -151,7 +151,7 @@ class Engine:
                 return self._run_model(x)
             except (RuntimeError, NotImplementedError) as err:
                 if self.precision != "fp32" and "not implemented for" in str(err):
-                    # e.g. torchvision's deform_conv2d has no bf16 CPU kernel and no CPU autocast rule
+                    # an op with no kernel for this dtype on this device (e.g. a model's custom layer)
                     raise ModelError(
                         f"{getattr(self.model, 'name', 'the model')} cannot run in {self.precision} on "
                         f"{self.device.type}: {str(err).splitlines()[0]}; use --precision fp32"

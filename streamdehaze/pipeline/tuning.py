@@ -9,7 +9,8 @@ engine calls, ``(B, 3, h, w)`` float in [0, 1] → ``(B, 3, h, w)`` float in [0,
 * **precision** fp16/bf16: autocast. torchvision registers an autocast rule for
   ``deform_conv2d`` on CUDA that runs it in float32 (its sampling positions would lose sub-pixel
   precision in fp16: at x = 270 fp16 steps are 0.25 px); the other layers run in half precision.
-  On CPU, torchvision has neither a bf16 kernel nor an autocast rule: the engine reports that.
+  On CPU the network's own deformable conv (:mod:`streamdehaze.nets.deform`) samples in float32
+  the same way; an op without a kernel for the chosen precision gets a clear error from the engine.
 * **cuDNN autotuning** (``torch.backends.cudnn.benchmark``, default on CUDA): frame sizes are
   fixed for a stream, so the first batch's search pays off.
 * **torch.compile** (off by default: minutes of compilation per shape) and **CUDA graphs** (off

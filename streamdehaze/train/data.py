@@ -38,6 +38,26 @@ from .haze import random_haze
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v")
 CLEAR_NAMES = ("clear", "gt", "GT")
 MAX_BORDER = 40  # clear images up to this many pixels larger are centre-cropped (RESIDE ITS: 640×480 vs 620×460)
+# Decoded images kept per source and loader process. Decoding a 620×460 PNG pair costs more CPU
+# than the training step's share for it at ngf 16, and the SOTS folders fit in far less.
+DECODE_CACHE_BYTES = 2 << 30
+
+
+class DecodeCache:
+    """Decoded ``(H, W, 3) uint8`` arrays by key, kept until ``max_bytes`` are held (then no more)."""
+
+    def __init__(self, max_bytes: int = DECODE_CACHE_BYTES) -> None:
+        self.max_bytes, self.bytes, self.items = max_bytes, 0, {}
+
+    def get(self, key, load):
+        if key in self.items:
+            return self.items[key]
+        value = load()
+        size = sum(a.nbytes for a in value) if isinstance(value, tuple) else value.nbytes
+        if self.bytes + size <= self.max_bytes:
+            self.items[key] = value
+            self.bytes += size
+        return value
 
 
 @dataclass(frozen=True)
@@ -89,6 +109,7 @@ class PairedImages:
 
     def __init__(self, root: Path) -> None:
         self.name = str(root)
+        self.cache = DecodeCache()
         self.pairs = find_pairs(*paired_dirs(root))
         for hazy, clear in self.pairs:
             (hh, hw), (ch, cw) = _image_size(hazy), _image_size(clear)
@@ -99,6 +120,9 @@ class PairedImages:
         return len(self.pairs)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.cache.get(i, lambda: self._decode(i))
+
+    def _decode(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         hazy, clear = (_read(p) for p in self.pairs[i])
         dy, dx = clear.shape[0] - hazy.shape[0], clear.shape[1] - hazy.shape[1]
         clear = clear[dy // 2 : dy // 2 + hazy.shape[0], dx // 2 : dx // 2 + hazy.shape[1]]
@@ -114,6 +138,7 @@ class ClearImages:
 
     def __init__(self, path: Path, max_frames: int = 500, max_side: int = 960) -> None:
         self.name = f"synth:{path}"
+        self.cache = DecodeCache()
         self.files: list[Path] = []
         self.frames: list[np.ndarray] = []
         if path.is_dir():
@@ -131,7 +156,7 @@ class ClearImages:
         return len(self.files) or len(self.frames)
 
     def load(self, i: int) -> np.ndarray:
-        return _read(self.files[i]) if self.files else self.frames[i]
+        return self.cache.get(i, lambda: _read(self.files[i])) if self.files else self.frames[i]
 
 
 def _video_frames(path: Path, max_frames: int, max_side: int) -> list[np.ndarray]:
