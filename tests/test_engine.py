@@ -99,7 +99,7 @@ def test_cpu_bf16_runs_aecrnet_close_to_fp32():
 
 def test_cpu_bf16_unsupported_op_gives_a_model_error(monkeypatch):
     def no_bf16(*args, **kwargs):
-        raise RuntimeError('"deform_conv2d" not implemented for \'BFloat16\'')
+        raise RuntimeError("\"deform_conv2d\" not implemented for 'BFloat16'")
 
     monkeypatch.setattr("streamdehaze.nets.aecrnet.deform_conv2d_sampled", no_bf16)
     with pytest.raises(ModelError, match="use --precision fp32"):
