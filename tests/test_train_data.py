@@ -21,7 +21,7 @@ from streamdehaze.train.data import (
     load_val_pairs,
     parse_source,
 )
-from streamdehaze.train.haze import ground_plane, random_haze, scatter, sky_mask
+from streamdehaze.train.haze import fit_scattering, ground_plane, random_haze, rehaze, scatter, sky_mask
 
 
 @pytest.fixture(autouse=True)
@@ -257,3 +257,49 @@ def test_work_side_scales_the_image_before_cropping(tmp_path):
     # both images shrink alike: hazy stays the same function of clear (within interpolation rounding)
     torch.testing.assert_close(s["hazy"], s["clear"] / 2 + 50 / 255, atol=2 / 255, rtol=0)
     torch.testing.assert_close(shrunk[(0, 0)]["clear"], s["clear"])  # still a function of (seed, epoch, index)
+
+
+def _scattered_pair(airlight=0.9, seed=0, h=48, w=64):
+    """A clear texture and its exact scattering-model haze with a smooth transmission map."""
+    g = torch.Generator().manual_seed(seed)
+    clear = torch.rand(1, 3, h, w, generator=g) * 0.8
+    t = torch.linspace(0.3, 0.9, w).view(1, 1, 1, w).expand(1, 1, h, w)
+    return clear * t + airlight * (1 - t), clear, t
+
+
+def test_fit_scattering_recovers_airlight_and_transmission():
+    hazy, clear, t = _scattered_pair(airlight=0.9)
+    airlight, t_fit, err = fit_scattering(hazy, clear)
+    assert airlight == pytest.approx(0.9, abs=1e-6) and err < 1e-4
+    torch.testing.assert_close(t_fit, t, atol=1e-3, rtol=0)
+
+
+def test_rehaze_changes_the_density_and_keeps_pairs_the_model_does_not_fit():
+    hazy, clear, t = _scattered_pair(airlight=1.0)
+    g = torch.Generator().manual_seed(0)
+    same = rehaze(hazy, clear, g, exponent=(1.0, 1.0))
+    assert (same - hazy).abs().max() <= 0.5 / 255 + 1e-6  # s = 1: the same haze, 8-bit quantised
+    thicker = rehaze(hazy, clear, g, exponent=(2.0, 2.0))
+    torch.testing.assert_close(thicker, (clear * t**2 + 1 - t**2), atol=0.5 / 255 + 1e-5, rtol=0)
+    assert float((1 - thicker).abs().mean()) < float((1 - hazy).abs().mean())  # closer to the airlight
+    unrelated = torch.rand(hazy.shape, generator=g)  # real haze is no per-pixel scattering of the clear image
+    assert torch.equal(rehaze(unrelated, clear, g), unrelated)
+
+
+def test_trainset_rehazes_scattering_pairs_deterministically(tmp_path):
+    clear = _texture(60, 80, 3)
+    hazy = np.round(clear * 0.6 + 255 * 0.95 * 0.4).astype(np.uint8)  # t = 0.6, airlight 0.95
+    _write(tmp_path / "d" / "clear" / "0001.png", clear)
+    _write(tmp_path / "d" / "hazy" / "0001_1.png", hazy)
+    plain = build_trainset([str(tmp_path / "d")], 32, seed=2)
+    rehazed = build_trainset([str(tmp_path / "d")], 32, seed=2, rehaze=1.0)
+    densities = []
+    for epoch in range(6):
+        a, b = plain[(epoch, 0)], rehazed[(epoch, 0)]
+        torch.testing.assert_close(a["clear"], b["clear"])  # same crop and transform: only the haze differs
+        torch.testing.assert_close(b["hazy"], rehazed[(epoch, 0)]["hazy"])  # a function of (seed, epoch, index)
+        # recover this sample's transmission: hazy = clear·t + A(1 − t)
+        t = ((0.95 - b["hazy"]) / (0.95 - b["clear"]).clamp_min(0.05)).median()
+        densities.append(float(t))
+    assert max(densities) - min(densities) > 0.1  # new densities, not the stored 0.6 every time
+    assert all(0.6**1.7 - 0.03 < d < 0.6**0.5 + 0.03 for d in densities)

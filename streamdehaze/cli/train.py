@@ -56,6 +56,12 @@ _OPTIONS = [
         "LO:HI pixels (or exactly N) before cropping [native size].",
     ),
     click.option(
+        "--rehaze",
+        type=float,
+        help="Chance that a pair's haze is re-rendered at a new density (scattering model fitted to "
+        "the pair; real haze that does not fit is left as it is) [0].",
+    ),
+    click.option(
         "--init",
         type=click.Path(dir_okay=False),
         help="Start from these weights (weight file or checkpoint of the same width) [random].",

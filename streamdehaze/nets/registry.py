@@ -31,7 +31,10 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "aecrnet": ModelSpec(
-        "aecrnet", "AECR-Net (Wu et al., CVPR 2021): compact CNN, L1 + contrastive regularisation", 4, "aecrnet.pt"
+        "aecrnet",
+        "AECR-Net (Wu et al., CVPR 2021): compact CNN with adaptive mixup and deformable conv",
+        4,
+        "aecrnet.pt",
     ),
     "dcp": ModelSpec("dcp", "dark channel prior (He et al., 2009): classical, no weights", 1, None),
 }

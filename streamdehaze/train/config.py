@@ -35,6 +35,9 @@ class TrainConfig:
     # Train at a working size (see ``--work-size``): each image is first scaled down so its short
     # side is uniform in [lo, hi] pixels, then cropped. (0, 0) = native size.
     work_side: tuple[int, int] = (0, 0)
+    # Chance that a paired sample's haze is re-rendered at a new density (scattering model fitted
+    # to the pair, t → t^s); pairs the model does not fit, such as real haze, stay as they are.
+    rehaze: float = 0.0
     init: str | None = None  # start from these weights (weight file or checkpoint) instead of random ones
     batch_size: int = 4  # images per optimiser step and process
     accum: int = 1  # micro-batches the batch is split into (FastDeconv statistics per micro-batch)
@@ -96,6 +99,7 @@ class TrainConfig:
             (lo, hi) == (0, 0) or self.crop <= lo <= hi,
             f"work_side {lo}:{hi}: expected crop ({self.crop}) <= LO <= HI, or 0 for native size",
         )
+        _check(0 <= self.rehaze <= 1, f"rehaze {self.rehaze}: expected a probability in [0, 1]")
         _check(self.steps >= 1, f"steps {self.steps}: expected at least 1")
         _check(self.lr > 0 and all(0 <= b < 1 for b in self.betas), f"lr {self.lr} / betas {self.betas} out of range")
         _check(self.cr_weight >= 0, f"cr_weight {self.cr_weight}: expected >= 0")

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from ..errors import DataError, InputError, StreamDehazeError
 from ..io.stills import IMAGE_EXTENSIONS, natural_key, read_image
 from ..pairs import find_pairs
-from .haze import random_haze
+from .haze import random_haze, rehaze
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v")
 CLEAR_NAMES = ("clear", "gt", "GT")
@@ -225,9 +225,13 @@ def dihedral(x: torch.Tensor, flip: bool, rot: int) -> torch.Tensor:
     return torch.rot90(x, rot, (-2, -1)) if rot else x
 
 
-def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """The generator of one sample: a well-mixed function of ``(seed, epoch, index)``."""
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
+def sample_generator(seed: int, epoch: int, index: int, stream: int = 0) -> torch.Generator:
+    """The generator of one sample: a well-mixed function of ``(seed, epoch, index)``.
+
+    ``stream`` > 0 gives an independent generator for an optional step (re-hazing), so switching
+    that step on leaves every other draw of the sample as it was.
+    """
+    state = np.random.SeedSequence([seed, epoch, index] + ([stream] if stream else [])).generate_state(2, np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
@@ -243,8 +247,10 @@ class TrainSet(Dataset):
         crop: int,
         seed: int = 0,
         work_side: tuple[int, int] = (0, 0),
+        rehaze: float = 0.0,
     ) -> None:
         self.sources = [s for s, _ in sources]
+        self.rehaze = rehaze  # chance that a pair's haze is re-rendered at a new density
         self.counts = [max(1, round(w * len(s))) for s, w in sources]
         self.starts = list(itertools.accumulate(self.counts, initial=0))
         self.crop, self.seed, self.work_side = crop, seed, tuple(work_side)
@@ -271,6 +277,10 @@ class TrainSet(Dataset):
         source = self.sources[src]
         if isinstance(source, PairedImages):
             hazy, clear = self._crop(list(source.load(item)), g)[0]
+            if self.rehaze:
+                gr = sample_generator(self.seed, epoch, index, stream=1)
+                if float(torch.rand((), generator=gr)) < self.rehaze:
+                    hazy = rehaze(hazy, clear, gr)
         else:
             (clear,), top, full_h = self._crop([source.load(item)], g)
             hazy = random_haze(clear, g, top=top, full_h=full_h)[0]
@@ -295,7 +305,9 @@ class TrainSet(Dataset):
         return crops, top, h
 
 
-def build_trainset(specs: list[str], crop: int, seed: int = 0, work_side: tuple[int, int] = (0, 0)) -> TrainSet:
+def build_trainset(
+    specs: list[str], crop: int, seed: int = 0, work_side: tuple[int, int] = (0, 0), rehaze: float = 0.0
+) -> TrainSet:
     """Open every source (checks run here, before training); :class:`DataError` on bad folders."""
     sources: list[tuple[PairedImages | ClearImages, float]] = []
     for text in specs:
@@ -306,7 +318,7 @@ def build_trainset(specs: list[str], crop: int, seed: int = 0, work_side: tuple[
         except StreamDehazeError as exc:
             raise DataError(f"--data {text}: {exc}") from None
         sources.append((src, spec.weight))
-    return TrainSet(sources, crop, seed, work_side)
+    return TrainSet(sources, crop, seed, work_side, rehaze)
 
 
 class EpochSampler(DistributedSampler):
