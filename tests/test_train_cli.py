@@ -168,3 +168,25 @@ def test_init_work_side_and_model_working_size(tmp_path, pairs):
         assert (work.mode, work.value, work.default) == ("short", 24, "model")
     assert parse_work_size("auto", "cpu", load_model("dcp", device="cpu")).value == 360  # no size of its own
     assert parse_work_size("model", "cpu", load_model("dcp", device="cpu")) == FULL
+
+
+def test_export_averages_checkpoints(tmp_path, pairs):
+    """--average: the weight file holds the mean of the checkpoints' weights, and the card names them."""
+    out = tmp_path / "run"
+    base = ["--data", pairs, "-q", "--seed", "3", "--lr", "1e-2", *TINY]
+    assert run(*base, "--out", tmp_path / "short", "--steps", 1).exit_code == 0
+    first = tmp_path / "first.pt"
+    (tmp_path / "short" / "last.pt").rename(first)
+    assert run(*base, "--out", out, "--steps", 2).exit_code == 0  # a different point of training
+    a, b = read_checkpoint(first)["model"], read_checkpoint(out / "last.pt")["model"]
+    assert not torch.equal(a["up3.1.weight"], b["up3.1.weight"])
+    target = tmp_path / "avg.pt"
+    assert run("export", out, "--average", first, "--output", target).exit_code == 0
+    state = read_weights(target).state_dict
+    for key in ("up3.1.weight", "block.conv1.weight", "deconv.running_deconv"):
+        torch.testing.assert_close(state[key], (a[key] + b[key]) / 2)
+    card = target.with_suffix(".md").read_text()
+    assert "weight average" in card and "`first.pt` (step 1)" in card and "(step 2)" in card
+    wide = tmp_path / "wide"
+    assert run("--data", pairs, "--out", wide, "-q", *TINY, "--steps", 1, "--ngf", 8).exit_code == 0
+    assert "not the same network" in _error(run("export", out, "--average", wide / "last.pt", "--output", target))

@@ -193,7 +193,14 @@ def _print_config(cfg: Any, resume: str | None) -> None:
     type=click.IntRange(min=8),
     help="Short side --work-size auto runs these weights at [the middle of the trained --work-side range].",
 )
-def export(checkpoint: str, output: str, half: bool, metrics: tuple[str, ...], notes: str, work_side) -> None:
+@click.option(
+    "--average",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Another checkpoint of the same network to average with CHECKPOINT, repeatable "
+    "(e.g. the last few of a run: steadier than any one of them).",
+)
+def export(checkpoint: str, output: str, half: bool, metrics: tuple[str, ...], notes: str, work_side, average) -> None:
     """Write a training checkpoint as a weight file (our format) plus its card NAME.md."""
     from ..train.export import export_checkpoint
 
@@ -207,6 +214,6 @@ def export(checkpoint: str, output: str, half: bool, metrics: tuple[str, ...], n
         except ValueError:
             parsed[name] = value
     weights, card, digest = export_checkpoint(
-        checkpoint, output, half=half, metrics=parsed, notes=notes, work_side=work_side
+        checkpoint, output, half=half, metrics=parsed, notes=notes, work_side=work_side, average=average
     )
     console.print(f"wrote {weights} and {card} (sha256 {digest})", highlight=False, soft_wrap=True)

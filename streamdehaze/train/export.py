@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..errors import ModelError, TrainError
 from ..nets.aecrnet import AECRNet, count_parameters
 from ..weights import apply_state_dict, save_weights
@@ -44,6 +46,7 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
         "steps": int(ckpt["step"]),
         "steps_planned": cfg.steps,
         "data": list(cfg.data),
+        "rehaze": cfg.rehaze,
         "val": cfg.val,
         "val_work_size": cfg.val_work_size,
         "crop": cfg.crop,
@@ -94,6 +97,16 @@ def _data_text(specs: list[str]) -> str:
     return f"in `{root}`: " + "; ".join(f"`{s}`" for s in shown)
 
 
+def average_states(states: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """The element-wise mean of model state dicts of one architecture (weights and FastDeconv
+    statistics); non-float entries come from the first. :class:`TrainError` on a mismatch."""
+    first = states[0]
+    for state, name in zip(states[1:], names[1:]):
+        if state.keys() != first.keys() or any(state[k].shape != v.shape for k, v in first.items()):
+            raise TrainError(f"--average {name}: not the same network as {names[0]} (width or layers differ)")
+    return {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v for k, v in first.items()}
+
+
 def _work_text(meta: dict[str, Any]) -> str:
     if not meta.get("work_side"):
         return "full resolution (trained on native-size crops)"
@@ -109,13 +122,22 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
     rows = [
         ("architecture", f"AECR-Net (`aecrnet`), ngf {ngf}, {params:,} parameters"),
         ("weights", f"{'float16' if half else 'float32'} (`{name}.pt`, loaded as float32)"),
-        ("training data", _data_text(meta["data"])),
+        (
+            "training data",
+            _data_text(meta["data"])
+            + (f"; haze of {meta['rehaze']:.0%} of the pairs re-rendered (`--rehaze`)" if meta.get("rehaze") else ""),
+        ),
         ("working size", _work_text(meta)),
         (
             "steps",
             f"{meta['steps']:,} of {meta['steps_planned']:,} (global batch {meta['global_batch']}, "
             f"{meta['crop']}×{meta['crop']} crops, seed {meta['seed']})"
             + (f", started from `{meta['init']}`" if meta.get("init") else ""),
+        ),
+        *(
+            [("weight average", ", ".join(f"`{a['checkpoint']}` (step {a['step']:,})" for a in meta["averaged"]))]
+            if meta.get("averaged")
+            else []
         ),
         ("optimiser", f"Adam lr {meta['optimizer']['lr']:g}, betas {tuple(meta['optimizer']['betas'])}, cosine decay"),
         (
@@ -151,20 +173,32 @@ def export_checkpoint(
     metrics: dict[str, Any] | None = None,
     notes: str = "",
     work_side: int | None = None,
+    average: list[str | os.PathLike] | tuple = (),
 ) -> tuple[Path, Path, str]:
-    """Write ``output`` (weights) and ``output.with_suffix('.md')`` (card); returns both paths and the sha256."""
+    """Write ``output`` (weights) and ``output.with_suffix('.md')`` (card); returns both paths and the sha256.
+
+    ``average``: more checkpoints whose weights are averaged with ``checkpoint``'s (e.g. the last
+    few of a run); the card and meta name them all, the rest of the meta is ``checkpoint``'s.
+    """
     ckpt = read_checkpoint(checkpoint)
+    others = [read_checkpoint(p) for p in average]
     output = Path(output)
     if output.suffix != ".pt":
         raise TrainError(f"--output {output}: expected a .pt file name (the card is written beside it as .md)")
     output.parent.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig.from_dict(ckpt["config"])
     net = AECRNet(ngf=cfg.ngf)
+    state = ckpt["model"]
+    if others:
+        everyone = [ckpt, *others]
+        state = average_states([c["model"] for c in everyone], [str(c["path"]) for c in everyone])
     try:
-        apply_state_dict(net, ckpt["model"], source=ckpt["path"])
+        apply_state_dict(net, state, source=ckpt["path"])
     except ModelError as exc:
         raise TrainError(str(exc)) from None
     meta = export_meta(ckpt, metrics or {}, work_side)
+    if others:
+        meta["averaged"] = [{"checkpoint": Path(c["path"]).name, "step": int(c["step"])} for c in everyone]
     if notes:
         meta["notes"] = notes
     digest = save_weights(output, net.eval(), "aecrnet", meta=meta, half=half)
