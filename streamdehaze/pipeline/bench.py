@@ -16,7 +16,7 @@ the model, engine and end-to-end figures; "model" then means the network behind 
 on a device-resident batch. ``compare`` adds variants (``key=value,...`` overrides of the settings)
 measured in the same rounds, interleaved, so their ratios to the base settings (``variants`` in the
 result, ``*_speedup``, and per round ``*_speedup_rounds``) are fair on a shared machine.
-``measure`` picks which figures to take.
+``measure`` picks which figures to take. The timed loops are in :mod:`.bench_timing`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ import dataclasses
 import platform
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +36,9 @@ import numpy as np
 import torch
 
 from ..devices import device_name, resolve_device
-from ..frames import Frame, StreamInfo
-from ..ops.color import to_tensor, to_uint8
-from ..ops.yuv import planes_to_rgb_image, rgb_to_yuv420p, yuv_meta
+from ..frames import StreamInfo
+from .bench_timing import precision_error, time_decode, time_encode, time_end_to_end, time_engine, time_model
 from .engine import Engine
-from .runner import Pipeline, PipelineStats
 from .speed import SpeedSettings, parse_overrides
 
 MEASUREMENTS = ("decode", "model", "engine", "encode", "end_to_end")
@@ -147,159 +143,6 @@ def make_clip(path: Path, width: int, height: int, n: int, fps: int = 30) -> Pat
             out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
         out.mux(stream.encode(None))
     return path
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_model(
-    model: torch.nn.Module, s: BenchSettings, device: torch.device, images: np.ndarray
-) -> tuple[float, dict[str, int]]:
-    """Frames per second of the model (behind the transfer, if any) on a device-resident batch of
-    ``images[:batch]``, and the transfer's keyframe counts over the timed frames."""
-    engine = s.engine(model, device)
-    x = to_tensor(np.resize(images, (s.batch, *images.shape[1:])), device)
-    steps, warm = -(-s.frames // s.batch), -(-s.warmup // s.batch)
-    with torch.inference_mode():
-        for _ in range(warm):
-            engine.infer(x)
-        _sync(device)
-        before = engine.transfer.stats()
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(steps):
-                engine.infer(x)
-            end.record()
-            end.synchronize()
-            seconds = start.elapsed_time(end) / 1000.0
-        else:
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                engine.infer(x)
-            seconds = time.perf_counter() - t0
-    counts = {k: v - before[k] for k, v in engine.transfer.stats().items()}
-    return steps * s.batch / seconds, counts
-
-
-def as_input(images: np.ndarray, yuv: bool) -> tuple[np.ndarray, dict]:
-    """``(N, H, W, 3)`` RGB → what the source delivers: the same, or packed yuv420p planes and their meta."""
-    if not yuv:
-        return images, {}
-    x = to_tensor(images)
-    return rgb_to_yuv420p(x).numpy(), yuv_meta("yuv420p", None)
-
-
-def time_engine(model: torch.nn.Module, s: BenchSettings, device: torch.device, images: np.ndarray) -> float:
-    """Frames per second through the Engine: host uint8 in, host uint8 out, ``depth`` batches in flight."""
-    engine = s.engine(model, device)
-    data, meta = as_input(images, s.use_device_yuv(device))
-    batch = [Frame(data[i % len(data)], i, Fraction(1, 30), i, dict(meta)) for i in range(s.batch)]
-    steps, warm = -(-s.frames // s.batch), -(-s.warmup // s.batch)
-    for _ in range(warm):
-        engine.submit(batch)
-    engine.drain()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        engine.submit(batch)
-    engine.drain()
-    return steps * s.batch / (time.perf_counter() - t0)
-
-
-def time_decode(path: str, s: BenchSettings, yuv: bool = False) -> tuple[float, StreamInfo, list[np.ndarray]]:
-    """Decode-only fps (RGB frames, or yuv420p planes with ``yuv``), the stream's info and up to 30
-    decoded frames as RGB (for the other measurements)."""
-    from ..io.sources import open_source
-
-    source = open_source(path, pix_fmt="yuv420p" if yuv else "rgb24")
-    info = source.open()
-    kept: list[Frame] = []
-    try:
-        for _ in range(s.warmup):
-            if (f := source.read()) is not None and len(kept) < 30:
-                kept.append(f)
-        t0, n = time.perf_counter(), 0
-        while n < s.frames and (f := source.read()) is not None:
-            n += 1
-            if len(kept) < 30:
-                kept.append(f)
-        seconds = time.perf_counter() - t0
-    finally:
-        source.close()
-    if not kept:
-        raise ValueError(f"{path}: no frames decoded")
-    images = [planes_to_rgb_image(f.image, f.meta) if f.meta.get("pix_fmt") == "yuv420p" else f.image for f in kept]
-    return (n / seconds if n else 0.0), info, images
-
-
-def _sink(path: Path, s: BenchSettings):
-    from ..io.sinks import open_sink
-
-    return open_sink(str(path), codec=s.codec, crf=s.crf, preset=s.preset)
-
-
-def time_encode(images: list[np.ndarray], info: StreamInfo, s: BenchSettings, tmp: Path, yuv: bool = False) -> float:
-    """Encode-only fps: ``images`` (as yuv420p planes with ``yuv``) cycled through the sink; the
-    clock stops after the final flush."""
-    tb = Fraction(1, 30)
-    sink = _sink(tmp / "encode_only.mp4", s)
-    sink.open(StreamInfo(info.width, info.height, tb, Fraction(30), is_live=False))
-    data, meta = as_input(np.stack(images), yuv)
-    frames = (Frame(data[i % len(data)], i, tb, i, dict(meta)) for i in range(s.warmup + s.frames))
-    try:
-        for _, f in zip(range(s.warmup), frames):
-            sink.write(f)
-        t0 = time.perf_counter()
-        for f in frames:
-            sink.write(f)
-        sink.close("done")
-    except BaseException:
-        sink.close("failed")
-        raise
-    return s.frames / (time.perf_counter() - t0)
-
-
-def time_end_to_end(
-    path: str, model: torch.nn.Module, s: BenchSettings, tmp: Path, device: torch.device
-) -> tuple[float, PipelineStats, dict[str, int]]:
-    """End-to-end fps of the real pipeline over the frames after the warm-up (final flush included),
-    its statistics and the transfer's keyframe counts."""
-    from ..io.sources import open_source
-
-    marks: dict[str, float] = {}
-    count = [0]
-
-    def on_write(_: Frame) -> None:
-        count[0] += 1
-        if count[0] == s.warmup:
-            marks["t0"] = time.perf_counter()
-
-    engine = s.engine(model, device)
-    pipe = Pipeline(
-        open_source(path, pix_fmt="yuv420p" if s.use_device_yuv(device) else "rgb24"),
-        engine,
-        _sink(tmp / "end_to_end.mp4", s),
-        batch=s.batch,
-        max_frames=s.warmup + s.frames,
-        on_write=on_write,
-    )
-    t_start = time.perf_counter()
-    stats = pipe.run()
-    seconds = time.perf_counter() - marks.get("t0", t_start)
-    fps = (stats.frames_written - min(s.warmup, stats.frames_written)) / seconds
-    return fps, stats, engine.transfer.stats()
-
-
-def precision_error(model: torch.nn.Module, s: BenchSettings, device: torch.device, images: np.ndarray) -> dict:
-    """Max and mean absolute difference (8-bit levels) of ``s.precision`` against fp32 on real frames."""
-    x = to_tensor(images[: s.batch], device)
-    with torch.inference_mode():
-        ref = to_uint8(dataclasses.replace(s, precision="fp32").engine(model, device).infer(x))
-        out = to_uint8(s.engine(model, device).infer(x))
-    diff = (out.int() - ref.int()).abs()
-    return {"precision": s.precision, "max_abs_levels": int(diff.max()), "mean_abs_levels": float(diff.float().mean())}
 
 
 def _median(values: list[float]) -> float | None:
