@@ -17,7 +17,8 @@ import pytest
 from streamdehaze.errors import InputError
 from streamdehaze.frames import Frame
 from streamdehaze.io.preview import PreviewHub
-from streamdehaze.io.preview_web import BOUNDARY, WebPreview, is_loopback, parse_address
+from streamdehaze.io.preview_http import BOUNDARY
+from streamdehaze.io.preview_web import WebPreview, is_loopback, parse_address
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
 
