@@ -65,6 +65,11 @@ class DehazeBlock(nn.Module):
         return res + x
 
 
+def uses_sampled_deform(x: torch.Tensor) -> bool:
+    """Whether :class:`DeformConv` computes with :mod:`.deform` (CPU) rather than torchvision's kernel."""
+    return x.device.type == "cpu"
+
+
 class DeformConv(nn.Module):
     """Modulated deformable 3×3 conv (DCNv2): ``torchvision.ops.deform_conv2d`` on CUDA, the equal
     bilinear-sampling form (:mod:`.deform`, several times faster there) on the CPU.
@@ -91,7 +96,7 @@ class DeformConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o1, o2, mask = torch.chunk(self.conv_offset_mask(x), 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
-        if x.device.type == "cpu":
+        if uses_sampled_deform(x):
             return deform_conv2d_sampled(x, offset, self.weight, self.bias, torch.sigmoid(mask))
         return deform_conv2d(x, offset, self.weight, self.bias, padding=(1, 1), mask=torch.sigmoid(mask))
 

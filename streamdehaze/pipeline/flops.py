@@ -2,7 +2,8 @@
 
 :func:`network_flops` counts the floating-point operations (multiply-add = 2) of one ``(1, 3, H, W)``
 forward pass with :class:`torch.utils.flop_counter.FlopCounterMode`, plus the deformable
-convolutions it cannot see (counted as the plain 3×3 convolution they compute). The count is made
+convolutions it cannot see when they run as torchvision's kernel (counted as the plain 3×3
+convolution they compute; on the CPU their matmul form is counted directly). The count is made
 at a small size and scaled by the padded pixel count: every layer of a fully convolutional network
 costs a fixed amount per pixel. :func:`matmul_peak_tflops` times large square matmuls.
 """
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..nets.aecrnet import uses_sampled_deform
 from .tuning import PRECISION_DTYPES
 
 _PROBE = 64  # side of the square the count is made at (a multiple of every network's padding)
@@ -29,8 +31,9 @@ def _deform_flops(model: nn.Module, count: list[float]) -> list:
         if hasattr(module, "conv_offset_mask") and isinstance(weight, torch.Tensor) and weight.ndim == 4:
             cout, cin, kh, kw = weight.shape
 
-            def hook(_m, _inp, out, per_pixel=2 * cin * kh * kw * cout):
-                count[0] += per_pixel * out.shape[0] * out.shape[-2] * out.shape[-1]
+            def hook(_m, inp, out, per_pixel=2 * cin * kh * kw * cout):
+                if not uses_sampled_deform(inp[0]):  # the sampled form's matmul is counted already
+                    count[0] += per_pixel * out.shape[0] * out.shape[-2] * out.shape[-1]
 
             handles.append(module.register_forward_hook(hook))
     return handles
