@@ -148,7 +148,7 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
             f"layer weights 1/32…1, {loss['cr_negatives']} negative(s) per image)",
         ),
         ("CR encoder", _encoder_text(loss["cr_encoder"], loss["cr_weight"])),
-        ("hardware", meta["hardware"]),
+        ("hardware", meta["hardware"].replace("1 threads", "1 thread")),  # as older checkpoints spell it
         ("wall time", _duration(meta["wall_time_s"])),
     ]
     if val.get("psnr") is not None:
