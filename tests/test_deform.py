@@ -57,13 +57,15 @@ def test_deform_conv_module_uses_the_sampled_form_on_cpu_with_the_same_result():
 
 
 def test_low_precision_input_samples_in_float32():
-    x, offset, mask, weight, bias = (t.detach() for t in _inputs(1, 4, 4, 30, 200, spread=0.3))
-    offset = offset + 150.3  # far from the origin: bf16 positions would be half a pixel off
+    # a 400 px wide map: bf16 sampling positions there are 1-2 px apart (a relative error of ~0.5
+    # for this texture); computed in float32 only the bf16 rounding of values and weights remains
+    x, offset, mask, weight, bias = (t.detach() for t in _inputs(1, 4, 4, 8, 400, spread=0.3))
     ref = deform_conv2d_sampled(*(t.float() for t in (x, offset, weight, bias, mask)))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = deform_conv2d_sampled(x.bfloat16(), offset.float(), weight.bfloat16(), bias.bfloat16(), mask.bfloat16())
+        args = (t.bfloat16() for t in (x, offset, weight, bias, mask))
+        out = deform_conv2d_sampled(*args)
     assert out.dtype == torch.float32
-    assert (out - ref).abs().max() < 0.1 * ref.abs().max()  # bf16 inputs/weights only, exact positions
+    assert (out - ref).abs().max() < 0.02 * ref.abs().max()
 
 
 def test_mismatched_offset_shape_is_a_clear_error():

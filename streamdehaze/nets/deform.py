@@ -7,8 +7,8 @@ vectorised ATen kernels forward and backward. It computes exactly what torchvisi
 (bilinear sampling with zeros outside the image, the modulation mask multiplied in), so the two
 are interchangeable; CUDA keeps torchvision's kernel.
 
-Sampling positions are computed in float32 at least (bf16 positions would be off by up to half a
-pixel at x ≈ 100), as torchvision's CUDA autocast rule does.
+Sampling positions are computed in float32 at least (bf16 positions are 1 px apart from x = 256
+on), as torchvision's CUDA autocast rule does.
 """
 
 from __future__ import annotations
