@@ -90,6 +90,7 @@ def test_bad_inputs_fail_before_training(tmp_path, pairs, no_vgg):
     bad.write_bytes(b"\x00" * 100)
     assert "not a readable checkpoint" in _error(run("--resume", bad, "--out", out))
     assert "expected a probability" in _error(run("--data", pairs, "--out", out, *TINY, "--rehaze", "1.5"))
+    assert "expected one of dihedral, mirror" in _error(run("--data", pairs, "--out", out, *TINY, "--augment", "spin"))
     assert "unknown config key" in _error(run("--config", _toml(tmp_path, "stepz = 3")))
     assert "not a valid TOML" in _error(run("--config", _toml(tmp_path, "steps = ")))
     assert not out.exists()

@@ -130,6 +130,27 @@ def test_dihedral_covers_eight_distinct_transforms():
     assert len(outs) == 8
 
 
+def test_mirror_augmentation_keeps_images_upright(tmp_path):
+    """A vertical ramp (dark top, bright bottom): mirrored crops keep it; dihedral ones turn it."""
+    ramp = np.repeat(np.linspace(0, 250, 40)[:, None, None], 52, 1).repeat(3, 2).astype(np.uint8)
+    ramp[:, :26] //= 2  # left half darker: a left-right flip is visible too
+    _write(tmp_path / "d" / "clear" / "0001.png", ramp)
+    _write(tmp_path / "d" / "hazy" / "0001_1.png", ramp // 2 + 60)
+
+    def orientations(augment):
+        ds = build_trainset([str(tmp_path / "d")], 32, seed=3, augment=augment)
+        out = set()
+        for epoch in range(24):
+            c = ds[(epoch, 0)]["clear"].mean(0)
+            upright = bool(c[-1].mean() > c[0].mean() + 0.2)  # bottom row brighter than the top one
+            mirrored = bool(c[:, 0].mean() > c[:, -1].mean())  # left column brighter than the right one
+            out.add((upright, mirrored) if upright else "turned")
+        return out
+
+    assert orientations("mirror") == {(True, False), (True, True)}
+    assert "turned" in orientations("dihedral")
+
+
 class _Fake:
     def __init__(self, n):
         self.n = n

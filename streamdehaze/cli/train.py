@@ -62,6 +62,11 @@ _OPTIONS = [
         "the pair; real haze that does not fit is left as it is) [0].",
     ),
     click.option(
+        "--augment",
+        help="Flips and rotations of the crops: dihedral (all 8) or mirror (left-right only, "
+        "images stay upright) [dihedral].",
+    ),
+    click.option(
         "--init",
         type=click.Path(dir_okay=False),
         help="Start from these weights (weight file or checkpoint of the same width) [random].",

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import TrainError
 
 CR_ENCODERS = ("imagenet", "random")
+AUGMENTS = ("dihedral", "mirror")
 
 # Keys that may differ when resuming: they change where/how often things are written, not the
 # optimisation itself (everything else would make "resume" a different run).
@@ -38,6 +39,9 @@ class TrainConfig:
     # Chance that a paired sample's haze is re-rendered at a new density (scattering model fitted
     # to the pair, t → t^s); pairs the model does not fit, such as real haze, stay as they are.
     rehaze: float = 0.0
+    # Geometric augmentation: "dihedral" = the 8 flips/90° rotations; "mirror" = left-right flips
+    # only, so images stay upright (floor below, far wall above), as every test image and video is.
+    augment: str = "dihedral"
     init: str | None = None  # start from these weights (weight file or checkpoint) instead of random ones
     batch_size: int = 4  # images per optimiser step and process
     accum: int = 1  # micro-batches the batch is split into (FastDeconv statistics per micro-batch)
@@ -100,6 +104,7 @@ class TrainConfig:
             f"work_side {lo}:{hi}: expected crop ({self.crop}) <= LO <= HI, or 0 for native size",
         )
         _check(0 <= self.rehaze <= 1, f"rehaze {self.rehaze}: expected a probability in [0, 1]")
+        _check(self.augment in AUGMENTS, f"augment {self.augment!r}: expected one of {', '.join(AUGMENTS)}")
         _check(self.steps >= 1, f"steps {self.steps}: expected at least 1")
         _check(self.lr > 0 and all(0 <= b < 1 for b in self.betas), f"lr {self.lr} / betas {self.betas} out of range")
         _check(self.cr_weight >= 0, f"cr_weight {self.cr_weight}: expected >= 0")

@@ -248,9 +248,11 @@ class TrainSet(Dataset):
         seed: int = 0,
         work_side: tuple[int, int] = (0, 0),
         rehaze: float = 0.0,
+        augment: str = "dihedral",
     ) -> None:
         self.sources = [s for s, _ in sources]
         self.rehaze = rehaze  # chance that a pair's haze is re-rendered at a new density
+        self.rotate = augment == "dihedral"  # "mirror": left-right flips only, images stay upright
         self.counts = [max(1, round(w * len(s))) for s, w in sources]
         self.starts = list(itertools.accumulate(self.counts, initial=0))
         self.crop, self.seed, self.work_side = crop, seed, tuple(work_side)
@@ -285,6 +287,7 @@ class TrainSet(Dataset):
             (clear,), top, full_h = self._crop([source.load(item)], g)
             hazy = random_haze(clear, g, top=top, full_h=full_h)[0]
         flip, rot = bool(torch.rand((), generator=g) < 0.5), int(torch.randint(0, 4, (), generator=g))
+        rot = rot if self.rotate else 0  # drawn either way: the other draws stay as they were
         return {"hazy": dihedral(hazy[0], flip, rot).contiguous(), "clear": dihedral(clear[0], flip, rot).contiguous()}
 
     def _crop(self, arrays: list[np.ndarray], g: torch.Generator) -> tuple[list[torch.Tensor], int, int]:
@@ -306,7 +309,12 @@ class TrainSet(Dataset):
 
 
 def build_trainset(
-    specs: list[str], crop: int, seed: int = 0, work_side: tuple[int, int] = (0, 0), rehaze: float = 0.0
+    specs: list[str],
+    crop: int,
+    seed: int = 0,
+    work_side: tuple[int, int] = (0, 0),
+    rehaze: float = 0.0,
+    augment: str = "dihedral",
 ) -> TrainSet:
     """Open every source (checks run here, before training); :class:`DataError` on bad folders."""
     sources: list[tuple[PairedImages | ClearImages, float]] = []
@@ -318,7 +326,7 @@ def build_trainset(
         except StreamDehazeError as exc:
             raise DataError(f"--data {text}: {exc}") from None
         sources.append((src, spec.weight))
-    return TrainSet(sources, crop, seed, work_side, rehaze)
+    return TrainSet(sources, crop, seed, work_side, rehaze, augment)
 
 
 class EpochSampler(DistributedSampler):

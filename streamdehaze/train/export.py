@@ -47,6 +47,7 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
         "steps_planned": cfg.steps,
         "data": list(cfg.data),
         "rehaze": cfg.rehaze,
+        "augment": cfg.augment,
         "val": cfg.val,
         "val_work_size": cfg.val_work_size,
         "crop": cfg.crop,
@@ -131,7 +132,7 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
         (
             "steps",
             f"{meta['steps']:,} of {meta['steps_planned']:,} (global batch {meta['global_batch']}, "
-            f"{meta['crop']}×{meta['crop']} crops, seed {meta['seed']})"
+            f"{meta['crop']}×{meta['crop']} crops, {meta.get('augment', 'dihedral')} flips, seed {meta['seed']})"
             + (f", started from `{meta['init']}`" if meta.get("init") else ""),
         ),
         *(
