@@ -36,6 +36,7 @@ def build_pipeline(
     speed: SpeedSettings | None = None,
     coeff_hook: Any = None,
     temporal: Any = "default",
+    flip_average: bool = False,
 ) -> Pipeline:
     """A ready :class:`Pipeline` from ``src`` (file, rtsp://, webcam:N, image folder) to ``dst``.
 
@@ -44,7 +45,9 @@ def build_pipeline(
     source and sink open when the pipeline runs. ``model`` is a registry name or a Dehazer.
     ``speed``: working size, keyframe interval and GPU tuning (default: the device's defaults);
     ``coeff_hook``: called on the affine coefficients of every frame (temporal smoothing, see
-    :mod:`streamdehaze.pipeline.transfer`). ``temporal``: temporal smoothing, a
+    :mod:`streamdehaze.pipeline.transfer`). ``flip_average``: when ``model`` is a name, average each
+    result with the network's result on the mirrored frame (see :class:`~.nets.dehazer.Dehazer`).
+    ``temporal``: temporal smoothing, a
     :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`; ``"default"`` (as ``run``): the default
     mode and strength; None: off;
     its state is ``pipeline.temporal`` (``.enabled`` switches it while running).
@@ -58,7 +61,7 @@ def build_pipeline(
         dehazer, dev = model, _model_device(model)  # a ready model runs where it is
     else:
         dev = resolve_device(device)
-        dehazer = load_model(model, weights=weights, device=dev)
+        dehazer = load_model(model, weights=weights, device=dev, flip_average=flip_average)
     source = open_source(os.fspath(src), start=start, timeout=timeout)
     audio_from = os.fspath(src) if not source.is_live and Path(os.fspath(src)).is_file() else None
     sink = open_sink(
@@ -100,7 +103,8 @@ def dehaze_video(
     """Dehaze a video or stream ``src`` into ``dst`` and return a summary dict.
 
     ``options``: codec, crf, preset, start, duration (seconds), max_frames, timeout, speed
-    (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal (see :func:`build_pipeline`).
+    (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal, flip_average (see
+    :func:`build_pipeline`).
     The summary holds ``status``, ``frames_read``, ``frames_written``, ``dropped``, ``fps``,
     ``wall_s`` and per-stage ``stages`` (frames, busy share, capacity fps).
     Errors raise :class:`~streamdehaze.errors.StreamDehazeError` subclasses and leave no output

@@ -49,6 +49,14 @@ def test_bench_random_weights_aecrnet_and_input_file(tmp_path):
     assert r["stages"]["encode"]["frames"] == 5
 
 
+def test_bench_flip_average_runs_the_network_twice_per_frame():
+    common = ("--random-weights", "--ngf", "4", "-r", "64x48", "--frames", "2", "--warmup", "0", "--peak")
+    common += ("--measure", "model")
+    off, on = bench(*common), bench(*common, "--flip-average")
+    assert (off["settings"]["flip_average"], on["settings"]["flip_average"]) == (False, True)
+    assert on["network_gflops_per_call"] == pytest.approx(2 * off["network_gflops_per_call"], rel=0.01)
+
+
 def test_bench_human_output_names_the_machine_and_every_result():
     result = CliRunner().invoke(main, ["bench", "--model", "dcp", "-r", "32x24", "--frames", "2", "--warmup", "0"])
     assert result.exit_code == 0, result.output

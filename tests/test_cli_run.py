@@ -89,6 +89,18 @@ def test_run_live_source_counts_written_and_dropped(tmp_path):
     assert n + dropped == 8 and len(read_video(out)) == n
 
 
+def test_run_with_flip_average_says_so_and_changes_the_frames(vfr_clip, tmp_path):
+    outs = []
+    for flag in ([], ["--flip-average"]):
+        out = tmp_path / f"o{len(flag)}.mkv"
+        args = ["run", str(vfr_clip), "-o", str(out), "-d", "cpu", "--max-frames", "3", "--codec", "ffv1", *flag]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and wrote(result.output) == 3, result.output
+        assert ("aecrnet (flip average)" in result.output) == bool(flag)
+        outs.append(torch.stack([torch.from_numpy(img).float() for _, _, img in read_video(out)]))
+    assert 0 < float((outs[0] - outs[1]).abs().mean()) < 10  # the same dehazing, a slightly different result
+
+
 def test_dehaze_video_api_returns_a_summary(vfr_clip, tmp_path):
     summary = dehaze_video(vfr_clip, tmp_path / "api.mkv", model="dcp", batch=3, max_frames=7)
     assert summary["status"] == "done" and summary["frames_written"] == 7 and summary["model"] == "dcp"

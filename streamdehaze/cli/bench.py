@@ -11,7 +11,7 @@ from rich.table import Table
 from ..errors import InputError
 from ..pipeline.bench import MEASUREMENTS, BenchSettings, run_bench
 from ..pipeline.speed import parse_overrides
-from .common import console, console_err, device_option, model_option, weights_option
+from .common import console, console_err, device_option, flip_average_option, model_option, weights_option
 from .progress import key_value_table
 from .speed import pop_speed, speed_options
 from .temporal_options import temporal_options
@@ -90,6 +90,7 @@ def stages_table(stages: dict) -> Table:
 @click.command("bench")
 @model_option
 @weights_option
+@flip_average_option
 @device_option
 @click.option("--random-weights", is_flag=True, help="Time AECR-Net with random weights (no weight file needed).")
 @click.option("--ngf", type=click.IntRange(min=1), default=64, show_default=True, help="Width for --random-weights.")
@@ -121,8 +122,8 @@ def stages_table(stages: dict) -> Table:
 @click.option("--peak", is_flag=True, help="Also count network FLOPs and measure the matmul peak (share reached).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else on stdout.")
 @temporal_options(default="off")
-def command(model, weights, device, random_weights, ngf, resolution, batch, precision, frames, warmup, repeat,
-            codec, crf, preset, input_, compare, measure, peak, as_json, **speed) -> None:  # fmt: skip
+def command(model, weights, flip_average, device, random_weights, ngf, resolution, batch, precision, frames, warmup,
+            repeat, codec, crf, preset, input_, compare, measure, peak, as_json, **speed) -> None:  # fmt: skip
     """Measure model-only, decode-only, encode-only and end-to-end frames per second.
 
     Uses a generated H.264 clip of --resolution (or --input FILE) through the real pipeline with a
@@ -143,9 +144,9 @@ def command(model, weights, device, random_weights, ngf, resolution, batch, prec
         parse_overrides(spec)  # a bad spec fails before any work
     speed_settings = pop_speed(speed)
     s = BenchSettings(
-        model=model, weights=weights, random_weights=random_weights, ngf=ngf, width=width, height=height,
-        batch=batch, precision=precision, device=device, frames=frames, warmup=warmup, codec=codec, crf=crf,
-        preset=preset, input=input_, repeat=repeat, compare=tuple(compare), measure=parse_measure(measure),
+        model=model, weights=weights, flip_average=flip_average, random_weights=random_weights, ngf=ngf, width=width,
+        height=height, batch=batch, precision=precision, device=device, frames=frames, warmup=warmup, codec=codec,
+        crf=crf, preset=preset, input=input_, repeat=repeat, compare=tuple(compare), measure=parse_measure(measure),
         peak=peak, temporal=speed.pop("temporal"), temporal_strength=speed.pop("temporal_strength"),
         **vars(speed_settings),
     )  # fmt: skip
@@ -155,7 +156,8 @@ def command(model, weights, device, random_weights, ngf, resolution, batch, prec
         return
     console.print(key_value_table([(k, result[k]) for k in ENV_KEYS], title="machine"))
     settings = result["settings"]
-    shown = ("model", "resolution", "batch", "precision", "frames", "warmup", "repeat", "codec", "preset", "crf")
+    shown = ("model", "flip_average", "resolution", "batch", "precision", "frames", "warmup", "repeat", "codec")
+    shown += ("preset", "crf")
     rows = [(k, settings[k]) for k in shown] + [("weights", f"random (ngf {ngf})" if random_weights else weights)]
     rows.append(("working size", result["work_size"]))
     rows.append(("temporal", f"{settings['temporal']} (strength {settings['temporal_strength']:g})"))

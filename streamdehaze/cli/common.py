@@ -23,6 +23,12 @@ weights_option = click.option(
     default=None,
     help="Weight file to use instead of the shipped one (official AECR-Net .pk/.pth or ours).",
 )
+flip_average_option = click.option(
+    "--flip-average",
+    is_flag=True,
+    help="Also run the network on the mirrored frame and average the two results "
+    "(a little more accurate, twice the network time).",
+)
 device_option = click.option(
     "--device",
     "-d",

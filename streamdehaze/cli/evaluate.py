@@ -20,7 +20,7 @@ from ..nets.registry import load_model
 from ..ops.color import to_tensor
 from ..pairs import find_pairs
 from ..pipeline.transfer import parse_work_size
-from .common import console, device_option, model_option, weights_option
+from .common import console, device_option, flip_average_option, model_option, weights_option
 from .speed import work_size_option
 
 
@@ -84,12 +84,13 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
 @click.option("--clear", multiple=True, required=True, type=click.Path(), help="Matching folder of clear images.")
 @model_option
 @weights_option
+@flip_average_option
 @device_option
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also score the hazy input itself.")
 @click.option("--per-image/--mean-only", default=False, show_default=True, help="Show a row per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: n, psnr, ssim (and per-set figures).")
 @work_size_option(default="model")
-def command(hazy, clear, model, weights, device, baseline, per_image, as_json, work_size) -> None:
+def command(hazy, clear, model, weights, flip_average, device, baseline, per_image, as_json, work_size) -> None:
     """PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5) of dehazed images against clear ones.
 
     Hazy and clear files pair by name: the same name, or the part before the first '_'
@@ -102,19 +103,20 @@ def command(hazy, clear, model, weights, device, baseline, per_image, as_json, w
     if len(hazy) != len(clear):
         raise InputError(f"got {len(hazy)} --hazy folder(s) but {len(clear)} --clear folder(s); give them in pairs")
     sets = [find_pairs(h, c) for h, c in zip(hazy, clear)]
-    dehazer = load_model(model, weights=weights, device=device)
+    dehazer = load_model(model, weights=weights, device=device, flip_average=flip_average)
     work = parse_work_size(work_size, dehazer.device, dehazer)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with torch.inference_mode(), Progress(*columns, console=console, transient=True, disable=as_json) as progress:
         results = [evaluate_set(pairs, dehazer, progress, baseline, work) for pairs in sets]
     all_rows = [r for rows in results for r in rows]
     if as_json:
-        out = _summary(all_rows) | {"model": model, "work_size": work.describe()}
+        out = _summary(all_rows) | {"model": model, "work_size": work.describe(), "flip_average": flip_average}
         out["sets"] = {h: _summary(r) for h, r in zip(hazy, results)}
         click.echo(json.dumps(out))
         return
     for h, rows in zip(hazy, results):
         at = "" if work.is_full else f" (working size: {work.describe()})"
+        at += ", flip average" if flip_average else ""
         console.print(_table(f"{model} on {h}{at}", rows, per_image))
     if len(results) > 1:
         s = _summary(all_rows)

@@ -12,7 +12,7 @@ from ..images import dehaze_image
 from ..io.stills import expand_inputs, read_image, write_image
 from ..nets.registry import load_model
 from ..pipeline.transfer import parse_work_size
-from .common import console, device_option, model_option, weights_option
+from .common import console, device_option, flip_average_option, model_option, weights_option
 from .speed import work_size_option
 
 
@@ -33,9 +33,18 @@ def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Folder for DIR/<name>.png.")
 @model_option
 @weights_option
+@flip_average_option
 @device_option
 @work_size_option()
-def command(inputs: tuple[str, ...], output: str, model: str, weights: str | None, device: str, work_size: str) -> None:
+def command(
+    inputs: tuple[str, ...],
+    output: str,
+    model: str,
+    weights: str | None,
+    flip_average: bool,
+    device: str,
+    work_size: str,
+) -> None:
     """Dehaze images (files, folders or globs) and write OUTPUT/<input name>.png.
 
     \b
@@ -46,7 +55,7 @@ def command(inputs: tuple[str, ...], output: str, model: str, weights: str | Non
     paths = expand_inputs(inputs)
     out_dir = Path(output)
     outs = _output_paths(paths, out_dir)
-    dehazer = load_model(model, weights=weights, device=device)
+    dehazer = load_model(model, weights=weights, device=device, flip_average=flip_average)
     work = parse_work_size(work_size, dehazer.device, dehazer)
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -55,4 +64,5 @@ def command(inputs: tuple[str, ...], output: str, model: str, weights: str | Non
         for src, dst in zip(paths, outs):
             write_image(dst, dehaze_image(read_image(src), dehazer, work_size=work))
             progress.advance(task)
-    console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} on {dehazer.device} ({work.describe()})")
+    how = work.describe() + (", flip average" if flip_average else "")
+    console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} on {dehazer.device} ({how})")

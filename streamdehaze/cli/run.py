@@ -10,7 +10,7 @@ import click
 from ..api import build_pipeline
 from ..errors import InputError
 from ..pipeline.speed import SpeedSettings
-from .common import console, device_option, model_option, weights_option
+from .common import console, device_option, flip_average_option, model_option, weights_option
 from .preview import RecordingPreview, token_option, web_option
 from .progress import PipelineProgress, print_summary
 from .speed import speed_options
@@ -38,6 +38,7 @@ def parse_time(value: str | None, option: str) -> float | None:
 )
 @model_option
 @weights_option
+@flip_average_option
 @device_option
 @click.option("--batch", "-b", type=click.IntRange(min=1), default=4, show_default=True, help="Frames per model call.")
 @click.option(
@@ -72,6 +73,7 @@ def command(
     output: str,
     model: str,
     weights: str | None,
+    flip_average: bool,
     device: str,
     batch: int,
     precision: str,
@@ -132,11 +134,12 @@ def command(
         timeout=timeout,
         speed=speed,
         temporal=temporal,
+        flip_average=flip_average,
     )
     live_preview = RecordingPreview(pipe, show_preview, web, token)
     info = pipe.open()
     try:
-        name = getattr(pipe.engine.model, "name", model)
+        name = getattr(pipe.engine.model, "name", model) + (" (flip average)" if flip_average else "")
         detail = f"{info.width}x{info.height}"
         if info.is_live:
             detail += ", live"

@@ -3,6 +3,10 @@
 A :class:`Dehazer` maps ``(B, 3, H, W)`` float RGB in [0, 1] of any H, W to the dehazed
 ``(B, 3, H, W)`` float in [0, 1]. It pads to the network's multiple (reflection), crops back and
 clamps. In eval mode each frame's output is independent of the other frames in its batch.
+
+``flip_average``: also run the network on the mirrored frames (in the same batch) and average the
+two results, mirrored back: a self-ensemble that costs twice the network time. A network's errors
+on a scene and on its mirror image are partly independent, so their mean is closer to the truth.
 """
 
 from __future__ import annotations
@@ -16,12 +20,20 @@ from ..ops.padding import crop_to, pad_to_multiple
 
 
 class Dehazer(nn.Module):
-    def __init__(self, net: nn.Module, name: str, multiple: int = 1, info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        name: str,
+        multiple: int = 1,
+        info: dict[str, Any] | None = None,
+        flip_average: bool = False,
+    ) -> None:
         super().__init__()
         self.net = net
         self.name = name
         self.multiple = multiple
         self.info = dict(info or {})
+        self.flip_average = flip_average
 
     @property
     def device(self) -> torch.device:
@@ -34,4 +46,9 @@ class Dehazer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` float in [0, 1] → ``(B, 3, H, W)`` float in [0, 1]."""
         xp, size = pad_to_multiple(x, self.multiple) if self.multiple > 1 else (x, x.shape[-2:])
-        return crop_to(self.net(xp), size).clamp(0.0, 1.0)
+        if self.flip_average:
+            both = self.net(torch.cat([xp, xp.flip(-1)]))
+            y = (both[: len(xp)] + both[len(xp) :].flip(-1)) * 0.5
+        else:
+            y = self.net(xp)
+        return crop_to(y, size).clamp(0.0, 1.0)

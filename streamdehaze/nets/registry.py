@@ -109,10 +109,12 @@ def load_model(
     weights: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     fold: bool = True,
+    flip_average: bool = False,
 ) -> Dehazer:
     """A ready-to-run :class:`Dehazer` in eval mode on ``device``.
 
-    ``weights`` overrides the shipped file; ``fold`` replaces FastDeconv by its plain conv.
+    ``weights`` overrides the shipped file; ``fold`` replaces FastDeconv by its plain conv;
+    ``flip_average``: average each result with the network's result on the mirrored input.
     """
     if name not in MODELS:
         raise ModelError(f"unknown model {name!r}; expected one of: {', '.join(MODELS)}")
@@ -121,7 +123,7 @@ def load_model(
     if spec.default_weights is None:
         if weights is not None:
             raise ModelError(f"model {name} takes no weights, but --weights {weights} was given")
-        return Dehazer(build_network(name, device=dev), name, spec.multiple).eval()
+        return Dehazer(build_network(name, device=dev), name, spec.multiple, flip_average=flip_average).eval()
     wf = _weights_for(spec, weights)
     if wf.arch != name:
         raise ModelError(f"{wf.path} holds a {wf.arch!r} network, not {name!r}; pass --model {wf.arch}")
@@ -132,4 +134,4 @@ def load_model(
     if fold and hasattr(net, "fold_for_inference"):
         net.fold_for_inference()
     info = {"weights": str(wf.path), "ngf": wf.ngf, "official": wf.official, **wf.meta}
-    return Dehazer(net.to(dev), name, spec.multiple, info).eval()
+    return Dehazer(net.to(dev), name, spec.multiple, info, flip_average).eval()

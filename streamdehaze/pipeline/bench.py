@@ -52,6 +52,7 @@ class BenchSettings(SpeedSettings):
     model: str = "aecrnet"
     weights: str | None = None
     random_weights: bool = False  # aecrnet with random weights of width ngf (timing only)
+    flip_average: bool = False  # the network also runs on mirrored frames (see nets.dehazer)
     ngf: int = 64
     width: int = 1280
     height: int = 720
@@ -112,8 +113,9 @@ def build_model(s: BenchSettings, device: torch.device) -> torch.nn.Module:
         net = build_network(s.model, ngf=s.ngf).eval()
         if hasattr(net, "fold_for_inference"):
             net.fold_for_inference()
-        return Dehazer(net.to(device), s.model, MODELS[s.model].multiple, {"weights": "random"}).eval()
-    return load_model(s.model, weights=s.weights, device=device)
+        info = {"weights": "random"}
+        return Dehazer(net.to(device), s.model, MODELS[s.model].multiple, info, s.flip_average).eval()
+    return load_model(s.model, weights=s.weights, device=device, flip_average=s.flip_average)
 
 
 def synthetic_frames(width: int, height: int, seed: int = 0) -> Iterator[np.ndarray]:
