@@ -70,7 +70,7 @@ def test_cr_extra_negatives_average_the_batch_hazy_images():
         ContrastiveLoss(Scaled(), extra_negatives=2)(out, pos, neg)
 
 
-def test_dehaze_loss_is_l1_plus_lambda_cr():
+def test_dehaze_loss_is_rec_plus_lambda_cr():
     torch.manual_seed(0)
     out, clear, hazy = (torch.rand(2, 3, 4, 4) for _ in range(3))
     cr = ContrastiveLoss(Scaled(), weights=(1.0, 0.5))
@@ -83,6 +83,9 @@ def test_dehaze_loss_is_l1_plus_lambda_cr():
     assert terms.total.item() == pytest.approx((l1 + 0.1 * cr_val).item(), rel=1e-6)
     off = DehazeLoss(cr, cr_weight=0.0)(out, clear, hazy)
     assert off.total.item() == pytest.approx(l1.item()) and off.cr.item() == 0.0
+    l2 = DehazeLoss(cr, cr_weight=0.1, rec="l2")(out, clear, hazy)
+    assert l2.total.item() == pytest.approx(((out - clear) ** 2).mean().item() + 0.1 * cr_val.item(), rel=1e-6)
+    assert l2.l1.item() == pytest.approx(l1.item(), rel=1e-6)  # the logged term stays the L1 distance
 
 
 def test_cr_gradcheck_float64_full():

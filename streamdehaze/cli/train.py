@@ -63,6 +63,7 @@ _OPTIONS = [
     ),
     click.option(
         "--augment",
+        type=click.Choice(["dihedral", "mirror"]),
         help="Flips and rotations of the crops: dihedral (all 8) or mirror (left-right only, "
         "images stay upright) [dihedral].",
     ),
@@ -82,7 +83,12 @@ _OPTIONS = [
     click.option("--lr", type=float, help="Adam learning rate, cosine-decayed to 0 [1e-4]."),
     click.option("--warmup", type=int, help="Linear warm-up steps [0]."),
     click.option("--clip-grad", type=float, help="Clip the gradient norm to this (0 = off) [0]."),
-    click.option("--cr-weight", type=float, help="λ of L1 + λ·CR; 0 trains with L1 only (no VGG) [0.1]."),
+    click.option(
+        "--rec-loss",
+        type=click.Choice(["l1", "l2"]),
+        help="Reconstruction term: l1 (the paper's) or l2 (mean squared error, what PSNR measures) [l1].",
+    ),
+    click.option("--cr-weight", type=float, help="λ of REC + λ·CR; 0 trains with REC only (no VGG) [0.1]."),
     click.option(
         "--cr-encoder",
         type=click.Choice(["imagenet", "random"]),

@@ -16,6 +16,7 @@ from ..errors import TrainError
 
 CR_ENCODERS = ("imagenet", "random")
 AUGMENTS = ("dihedral", "mirror")
+REC_LOSSES = ("l1", "l2")
 
 # Keys that may differ when resuming: they change where/how often things are written, not the
 # optimisation itself (everything else would make "resume" a different run).
@@ -50,7 +51,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     warmup: int = 0  # linear warm-up steps before the cosine decay
     clip_grad: float = 0.0  # max global gradient norm; 0 = no clipping
-    cr_weight: float = 0.1  # λ of L1 + λ·CR; 0 = L1 only (no VGG needed)
+    rec_loss: str = "l1"  # reconstruction term: l1 (the paper's) | l2 (mean squared error, what PSNR measures)
+    cr_weight: float = 0.1  # λ of REC + λ·CR; 0 = REC only (no VGG needed)
     cr_encoder: str = "imagenet"  # imagenet (torchvision cache or vgg_weights) | random (fixed seeded VGG19)
     vgg_weights: str | None = None  # torchvision's vgg19-dcbb9e9d.pth, if not in torch.hub's cache
     cr_negatives: int = 0  # extra negatives per image: other hazy images of the (micro-)batch
@@ -107,6 +109,7 @@ class TrainConfig:
         _check(self.augment in AUGMENTS, f"augment {self.augment!r}: expected one of {', '.join(AUGMENTS)}")
         _check(self.steps >= 1, f"steps {self.steps}: expected at least 1")
         _check(self.lr > 0 and all(0 <= b < 1 for b in self.betas), f"lr {self.lr} / betas {self.betas} out of range")
+        _check(self.rec_loss in REC_LOSSES, f"rec_loss {self.rec_loss!r}: expected one of {', '.join(REC_LOSSES)}")
         _check(self.cr_weight >= 0, f"cr_weight {self.cr_weight}: expected >= 0")
         _check(self.cr_encoder in CR_ENCODERS, f"cr_encoder {self.cr_encoder!r}: expected one of {CR_ENCODERS}")
         _check(

@@ -60,7 +60,8 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
             "warmup": cfg.warmup,
         },
         "loss": {
-            "l1": 1.0,
+            "rec": cfg.rec_loss,
+            "rec_weight": 1.0,
             "cr_weight": cfg.cr_weight,
             "cr_layers": ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
             "cr_layer_weights": list(CR_WEIGHTS),
@@ -120,6 +121,7 @@ def _work_text(meta: dict[str, Any]) -> str:
 
 def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: int, half: bool) -> str:
     loss, val = meta["loss"], meta["validation"]
+    rec = {"l1": "L1", "l2": "L2 (MSE)"}[loss.get("rec", "l1")]
     rows = [
         ("architecture", f"AECR-Net (`aecrnet`), ngf {ngf}, {params:,} parameters"),
         ("weights", f"{'float16' if half else 'float32'} (`{name}.pt`, loaded as float32)"),
@@ -143,9 +145,9 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
         ("optimiser", f"Adam lr {meta['optimizer']['lr']:g}, betas {tuple(meta['optimizer']['betas'])}, cosine decay"),
         (
             "loss",
-            "L1 only"
+            f"{rec} only"
             if loss["cr_weight"] <= 0
-            else f"L1 + {loss['cr_weight']:g}·CR (VGG19 relu1_1…relu5_1, "
+            else f"{rec} + {loss['cr_weight']:g}·CR (VGG19 relu1_1…relu5_1, "
             f"layer weights 1/32…1, {loss['cr_negatives']} negative(s) per image)",
         ),
         ("CR encoder", _encoder_text(loss["cr_encoder"], loss["cr_weight"])),

@@ -89,7 +89,7 @@ class Trainer:
             encoder, self.encoder_info = build_encoder(cfg.cr_encoder, cfg.vgg_weights)
             self._check_encoder()
             cr = ContrastiveLoss(encoder.to(self.info.device), extra_negatives=cfg.cr_negatives)
-        self.loss = DehazeLoss(cr, cfg.cr_weight)
+        self.loss = DehazeLoss(cr, cfg.cr_weight, cfg.rec_loss)
         self._build_model()
         self.out = Path(cfg.out)
         self.stop_requested = False

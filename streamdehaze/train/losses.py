@@ -191,16 +191,22 @@ class LossTerms:
 
 
 class DehazeLoss(nn.Module):
-    """``L1(out, clear) + λ · CR(out, clear, hazy)`` on the network's raw (unclamped) output."""
+    """``REC(out, clear) + λ · CR(out, clear, hazy)`` on the network's raw (unclamped) output.
 
-    def __init__(self, cr: ContrastiveLoss | None, cr_weight: float = 0.1) -> None:
+    ``rec``: ``"l1"`` (the paper's) or ``"l2"`` (mean squared error: the quantity PSNR measures,
+    for fine-tuning towards it). The logged ``l1`` term is the L1 distance either way.
+    """
+
+    def __init__(self, cr: ContrastiveLoss | None, cr_weight: float = 0.1, rec: str = "l1") -> None:
         super().__init__()
         self.cr = cr if cr_weight > 0 else None
         self.cr_weight = cr_weight
+        self.rec = rec
 
     def forward(self, out: torch.Tensor, clear: torch.Tensor, hazy: torch.Tensor) -> LossTerms:
-        rec = F.l1_loss(out, clear)
+        l1 = F.l1_loss(out, clear)
+        rec = l1 if self.rec == "l1" else F.mse_loss(out, clear)
         if self.cr is None:
-            return LossTerms(rec, rec.detach(), rec.new_zeros(()))
+            return LossTerms(rec, l1.detach(), rec.new_zeros(()))
         cr = self.cr(out, clear, hazy)
-        return LossTerms(rec + self.cr_weight * cr, rec.detach(), cr.detach())
+        return LossTerms(rec + self.cr_weight * cr, l1.detach(), cr.detach())
