@@ -90,6 +90,7 @@ def test_bad_inputs_fail_before_training(tmp_path, pairs, no_vgg):
     bad.write_bytes(b"\x00" * 100)
     assert "not a readable checkpoint" in _error(run("--resume", bad, "--out", out))
     assert "expected a probability" in _error(run("--data", pairs, "--out", out, *TINY, "--rehaze", "1.5"))
+    assert "set rehaze too" in _error(run("--data", pairs, "--out", out, *TINY, "--recolour", "0.5"))
     for option, value, choices in (("--augment", "spin", "'dihedral', 'mirror'"), ("--rec-loss", "l3", "'l1', 'l2'")):
         res = run("--data", pairs, "--out", out, *TINY, option, value)  # click's usage error: exit code 2
         assert res.exit_code == 2 and f"'{value}' is not one of {choices}" in res.output, res.output

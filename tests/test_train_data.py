@@ -298,13 +298,28 @@ def test_fit_scattering_recovers_airlight_and_transmission():
 def test_rehaze_changes_the_density_and_keeps_pairs_the_model_does_not_fit():
     hazy, clear, t = _scattered_pair(airlight=1.0)
     g = torch.Generator().manual_seed(0)
-    same = rehaze(hazy, clear, g, exponent=(1.0, 1.0))
+    same, kept = rehaze(hazy, clear, g, exponent=(1.0, 1.0))
+    assert kept is clear  # no recolouring asked for
     assert (same - hazy).abs().max() <= 0.5 / 255 + 1e-6  # s = 1: the same haze, 8-bit quantised
-    thicker = rehaze(hazy, clear, g, exponent=(2.0, 2.0))
+    thicker, _ = rehaze(hazy, clear, g, exponent=(2.0, 2.0))
     torch.testing.assert_close(thicker, (clear * t**2 + 1 - t**2), atol=0.5 / 255 + 1e-5, rtol=0)
     assert float((1 - thicker).abs().mean()) < float((1 - hazy).abs().mean())  # closer to the airlight
     unrelated = torch.rand(hazy.shape, generator=g)  # real haze is no per-pixel scattering of the clear image
-    assert torch.equal(rehaze(unrelated, clear, g), unrelated)
+    assert all(a is b for a, b in zip(rehaze(unrelated, clear, g, recolour=1.0), (unrelated, clear)))
+
+
+def test_recolour_gives_new_scene_colours_under_the_same_haze():
+    hazy, clear, t = _scattered_pair(airlight=0.9)
+    g = torch.Generator().manual_seed(4)
+    new_hazy, new_clear = rehaze(hazy, clear, g, exponent=(1.0, 1.0), recolour=1.0)
+    assert (new_clear - clear).abs().mean() > 0.02  # another colouring of the scene
+    airlight, t_fit, err = fit_scattering(new_hazy, new_clear)  # the same haze model over it
+    assert airlight == pytest.approx(0.9, abs=0.02) and err < 1 / 255
+    torch.testing.assert_close(t_fit, t, atol=0.05, rtol=0)
+    tints = {
+        tuple(round(float(v), 3) for v in rehaze(hazy, clear, g, recolour=1.0)[1].mean((0, 2, 3))) for _ in range(5)
+    }
+    assert len(tints) == 5  # every draw its own tone curve and white balance
 
 
 def test_trainset_rehazes_scattering_pairs_deterministically(tmp_path):

@@ -62,6 +62,12 @@ _OPTIONS = [
         "the pair; real haze that does not fit is left as it is) [0].",
     ),
     click.option(
+        "--recolour",
+        type=float,
+        help="Chance that a re-hazed pair's scene first gets a random tone curve and white balance "
+        "(new scene colours under the same haze; needs --rehaze) [0].",
+    ),
+    click.option(
         "--augment",
         type=click.Choice(["dihedral", "mirror"]),
         help="Flips and rotations of the crops: dihedral (all 8) or mirror (left-right only, "

@@ -40,6 +40,7 @@ class TrainConfig:
     # Chance that a paired sample's haze is re-rendered at a new density (scattering model fitted
     # to the pair, t → t^s); pairs the model does not fit, such as real haze, stay as they are.
     rehaze: float = 0.0
+    recolour: float = 0.0  # chance that a re-hazed pair's scene colours change first (tone curve, white balance)
     # Geometric augmentation: "dihedral" = the 8 flips/90° rotations; "mirror" = left-right flips
     # only, so images stay upright (floor below, far wall above), as every test image and video is.
     augment: str = "dihedral"
@@ -106,6 +107,8 @@ class TrainConfig:
             f"work_side {lo}:{hi}: expected crop ({self.crop}) <= LO <= HI, or 0 for native size",
         )
         _check(0 <= self.rehaze <= 1, f"rehaze {self.rehaze}: expected a probability in [0, 1]")
+        _check(0 <= self.recolour <= 1, f"recolour {self.recolour}: expected a probability in [0, 1]")
+        _check(not self.recolour or self.rehaze, "recolour acts on re-hazed pairs only: set rehaze too")
         _check(self.augment in AUGMENTS, f"augment {self.augment!r}: expected one of {', '.join(AUGMENTS)}")
         _check(self.steps >= 1, f"steps {self.steps}: expected at least 1")
         _check(self.lr > 0 and all(0 <= b < 1 for b in self.betas), f"lr {self.lr} / betas {self.betas} out of range")

@@ -249,9 +249,11 @@ class TrainSet(Dataset):
         work_side: tuple[int, int] = (0, 0),
         rehaze: float = 0.0,
         augment: str = "dihedral",
+        recolour: float = 0.0,
     ) -> None:
         self.sources = [s for s, _ in sources]
         self.rehaze = rehaze  # chance that a pair's haze is re-rendered at a new density
+        self.recolour = recolour  # chance that a re-hazed pair's scene gets new colours first
         self.rotate = augment == "dihedral"  # "mirror": left-right flips only, images stay upright
         self.counts = [max(1, round(w * len(s))) for s, w in sources]
         self.starts = list(itertools.accumulate(self.counts, initial=0))
@@ -282,7 +284,7 @@ class TrainSet(Dataset):
             if self.rehaze:
                 gr = sample_generator(self.seed, epoch, index, stream=1)
                 if float(torch.rand((), generator=gr)) < self.rehaze:
-                    hazy = rehaze(hazy, clear, gr)
+                    hazy, clear = rehaze(hazy, clear, gr, recolour=self.recolour)
         else:
             (clear,), top, full_h = self._crop([source.load(item)], g)
             hazy = random_haze(clear, g, top=top, full_h=full_h)[0]
@@ -315,6 +317,7 @@ def build_trainset(
     work_side: tuple[int, int] = (0, 0),
     rehaze: float = 0.0,
     augment: str = "dihedral",
+    recolour: float = 0.0,
 ) -> TrainSet:
     """Open every source (checks run here, before training); :class:`DataError` on bad folders."""
     sources: list[tuple[PairedImages | ClearImages, float]] = []
@@ -326,7 +329,7 @@ def build_trainset(
         except StreamDehazeError as exc:
             raise DataError(f"--data {text}: {exc}") from None
         sources.append((src, spec.weight))
-    return TrainSet(sources, crop, seed, work_side, rehaze, augment)
+    return TrainSet(sources, crop, seed, work_side, rehaze, augment, recolour)
 
 
 class EpochSampler(DistributedSampler):

@@ -47,6 +47,7 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
         "steps_planned": cfg.steps,
         "data": list(cfg.data),
         "rehaze": cfg.rehaze,
+        "recolour": cfg.recolour,
         "augment": cfg.augment,
         "val": cfg.val,
         "val_work_size": cfg.val_work_size,
@@ -128,7 +129,8 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
         (
             "training data",
             _data_text(meta["data"])
-            + (f"; haze of {meta['rehaze']:.0%} of the pairs re-rendered (`--rehaze`)" if meta.get("rehaze") else ""),
+            + (f"; haze of {meta['rehaze']:.0%} of the pairs re-rendered (`--rehaze`)" if meta.get("rehaze") else "")
+            + (f", {meta['recolour']:.0%} of those recoloured (`--recolour`)" if meta.get("recolour") else ""),
         ),
         ("working size", _work_text(meta)),
         (

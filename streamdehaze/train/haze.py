@@ -166,11 +166,33 @@ def fit_scattering(hazy: torch.Tensor, clear: torch.Tensor) -> tuple[float, torc
 
 
 def rehaze(
-    hazy: torch.Tensor, clear: torch.Tensor, g: torch.Generator, exponent: tuple[float, float] = REHAZE_EXPONENT
-) -> torch.Tensor:
-    """The pair's haze at a random new density, 8-bit quantised; ``hazy`` itself where the model does not fit."""
+    hazy: torch.Tensor,
+    clear: torch.Tensor,
+    g: torch.Generator,
+    exponent: tuple[float, float] = REHAZE_EXPONENT,
+    recolour: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair with its haze at a random new density, 8-bit quantised; unchanged where the model does not fit.
+
+    ``recolour``: chance that the scene's colours change too (:func:`recolour_scene`) before the
+    haze is rendered over it: new rooms for the same depth map. Returns ``(hazy, clear)``.
+    """
     airlight, t, err = fit_scattering(hazy, clear)
     if err > REHAZE_MAX_RESIDUAL:
-        return hazy
+        return hazy, clear
+    s = _uniform(g, *exponent)
+    if recolour and float(torch.rand((), generator=g)) < recolour:
+        clear = recolour_scene(clear, g)
     # t = exp(−d) for a depth d = −ln t; the new density is β = s, so the new transmission is t^s
-    return quantise(scatter(clear, -t.log(), _uniform(g, *exponent), torch.full((3,), airlight)))
+    return quantise(scatter(clear, -t.log(), s, torch.full((3,), airlight))), clear
+
+
+RECOLOUR_GAMMA = (0.8, 1.25)  # log-uniform tone curve x → x^γ
+RECOLOUR_GAIN = (0.85, 1.15)  # per-channel white balance
+
+
+def recolour_scene(clear: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The clear image under a random tone curve and white balance, 8-bit quantised."""
+    gamma = math.exp(_uniform(g, *(math.log(v) for v in RECOLOUR_GAMMA)))
+    gains = torch.tensor([_uniform(g, *RECOLOUR_GAIN) for _ in range(3)]).view(1, 3, 1, 1)
+    return quantise((clear.clamp_min(0) ** gamma * gains).clamp(0.0, 1.0))

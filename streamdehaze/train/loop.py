@@ -81,7 +81,9 @@ class Trainer:
             saved = TrainConfig.from_dict(self.ckpt["config"])
             diff = {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_KEYS}
             check_resume_compatible(saved, diff)
-        self.dataset = build_trainset(cfg.data, cfg.crop, cfg.seed, cfg.work_side, cfg.rehaze, cfg.augment)
+        self.dataset = build_trainset(
+            cfg.data, cfg.crop, cfg.seed, cfg.work_side, cfg.rehaze, cfg.augment, cfg.recolour
+        )
         self.val = load_val_pairs(cfg.val, cfg.val_limit, cfg.val_crop) if cfg.val and self.info.is_main else []
         self.encoder_info: dict = {"kind": "none"}
         cr = None
