@@ -55,6 +55,9 @@ def test_bench_flip_average_runs_the_network_twice_per_frame():
     off, on = bench(*common), bench(*common, "--flip-average")
     assert (off["settings"]["flip_average"], on["settings"]["flip_average"]) == (False, True)
     assert on["network_gflops_per_call"] == pytest.approx(2 * off["network_gflops_per_call"], rel=0.01)
+    both = bench(*common, "--compare", "flip-average=on")["variants"]  # the same rounds, the same weights
+    assert [v["label"] for v in both] == ["base", "flip-average=on"]
+    assert both[1]["network_gflops_per_call"] == pytest.approx(2 * both[0]["network_gflops_per_call"], rel=0.01)
 
 
 def test_bench_human_output_names_the_machine_and_every_result():

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from ..pipeline.bench import MEASUREMENTS, BenchSettings, run_bench
-from ..pipeline.speed import parse_overrides
+from ..pipeline.speed import OVERRIDE_KEYS, parse_overrides
 from .common import console, console_err, device_option, flip_average_option, model_option, weights_option
 from .progress import key_value_table
 from .speed import pop_speed, speed_options
@@ -110,8 +110,7 @@ def stages_table(stages: dict) -> Table:
     multiple=True,
     metavar="KEY=VALUE,...",
     help="Also measure a variant of the settings in the same rounds (repeatable), e.g. "
-    "'work-size=full' or 'keyframe-interval=4'; keys: work-size, keyframe-interval, scene-cut, precision, "
-    "batch, channels-last, cudnn-benchmark, compile, cuda-graphs, device-yuv, temporal, temporal-strength.",
+    f"'work-size=full' or 'keyframe-interval=4'; keys: {', '.join(OVERRIDE_KEYS)}.",
 )
 @click.option(
     "--measure",

@@ -35,6 +35,10 @@ class Dehazer(nn.Module):
         self.info = dict(info or {})
         self.flip_average = flip_average
 
+    def with_flip_average(self, on: bool) -> Dehazer:
+        """This network with flip averaging on or off (the same weights, not a copy)."""
+        return self if on == self.flip_average else Dehazer(self.net, self.name, self.multiple, self.info, on)
+
     @property
     def device(self) -> torch.device:
         for t in self.net.parameters():

@@ -173,6 +173,11 @@ def _peak_figures(model, s: BenchSettings, device: torch.device, info: StreamInf
     }
 
 
+def _with_flip_average(model: torch.nn.Module, v: BenchSettings) -> torch.nn.Module:
+    """The model as a variant runs it (``--compare flip-average=on``: the same weights, mirrored too)."""
+    return model.with_flip_average(v.flip_average) if hasattr(model, "with_flip_average") else model
+
+
 def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
     """All figures (medians over ``repeat`` rounds) for the base settings and each ``compare``
     variant, ratios, per-stage figures, environment and settings."""
@@ -180,7 +185,7 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
     if unknown:
         raise ValueError(f"unknown measurements {sorted(unknown)}; expected some of {MEASUREMENTS}")
     device = resolve_device(s.device)
-    model = build_model(s, device)
+    model = base_model = build_model(s, device)
     log(f"speed settings on {device}: {s.describe(device, model=model)}")
     env = environment(device)
     variants = bench_variants(s)
@@ -201,6 +206,7 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
                 runs["base"]["decode"].append(fps)
             for label, v in variants:
                 name = "" if label == "base" else f" ({label})"
+                model = _with_flip_average(base_model, v)
                 batch = np.stack([images[i % len(images)] for i in range(v.batch)])
                 if "model" in s.measure:
                     log(f"{step}: model-only{name}")
@@ -218,9 +224,10 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
             if "encode" in s.measure:
                 log(f"{step}: encode-only")
                 runs["base"]["encode"].append(time_encode(images, info, s, tmp, yuv))
-        accuracy = precision_error(model, s, device, np.stack(images)) if s.precision != "fp32" else None
+        accuracy = precision_error(base_model, s, device, np.stack(images)) if s.precision != "fp32" else None
     results = []
     for label, v in variants:
+        model = _with_flip_average(base_model, v)
         fig = {f"{k}_fps": _median(runs[label][k]) for k in ("model", "engine", "end_to_end")}
         fig["model_keyframes"] = extra[label].get("model_keyframes")
         if s.peak and fig["model_fps"]:

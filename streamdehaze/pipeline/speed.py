@@ -102,6 +102,7 @@ OVERRIDE_KEYS: dict[str, tuple[str, Any]] = {
     "device-yuv": ("device_yuv", _bool),
     "precision": ("precision", str),
     "batch": ("batch", int),
+    "flip-average": ("flip_average", _bool),
     "temporal": ("temporal", str),
     "temporal-strength": ("temporal_strength", float),
 }
