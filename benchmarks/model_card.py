@@ -1,7 +1,9 @@
 """The figures of a model card: ``streamdehaze eval`` of a weight file on the dev splits and the
 real pairs, next to the hazy input and the dark channel prior, as a markdown table.
 
-Usage: python benchmarks/model_card.py [--weights models/aecrnet.pt] [--data DIR] [--work-size model,full]
+Usage: python benchmarks/model_card.py [--weights models/aecrnet.pt] [--data DIR] [--work-size model,model+flip,full]
+
+A ``+flip`` suffix evaluates that working size with ``--flip-average``.
 
 Each row is one ``streamdehaze eval --json`` call (printed, so it can be rerun by hand).
 DATA_DIR defaults to $STREAMDEHAZE_DATA or ../shared/data beside the repository.
@@ -28,7 +30,10 @@ def default_data_dir() -> Path:
 
 
 def run_eval(data: Path, model: str, weights: str | None, work_size: str) -> tuple[dict, float, str]:
+    work_size, flip, _ = work_size.partition("+flip")
     cmd = ["streamdehaze", "eval", "--model", model, "--work-size", work_size, "--json"]
+    if flip:
+        cmd.append("--flip-average")
     if weights:
         cmd += ["--weights", weights]
     for name in SETS:
@@ -42,7 +47,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None, help="weight file (default: the shipped aecrnet.pt)")
     ap.add_argument("--data", type=Path, default=default_data_dir())
-    ap.add_argument("--work-size", default="model,full", help="comma-separated --work-size values for AECR-Net")
+    ap.add_argument(
+        "--work-size",
+        default="model,model+flip,full",
+        help="comma-separated --work-size values for AECR-Net; +flip: with --flip-average",
+    )
     args = ap.parse_args()
 
     rows = []  # (label, {set: (psnr, ssim)})
@@ -56,7 +65,8 @@ def main() -> None:
             per_set[name] = (stats["psnr"], stats["ssim"])
         if baseline is None:
             baseline = {n: (s["input_psnr"], s["input_ssim"]) for n, s in zip(SETS, result["sets"].values())}
-        rows.append((f"`{model}`, work size {result['work_size']}", per_set))
+        flip = ", `--flip-average`" if result.get("flip_average") else ""
+        rows.append((f"`{model}`, work size {result['work_size']}{flip}", per_set))
     rows.insert(0, ("hazy input", baseline))
 
     print(f"machine: {platform.node()} ({os.cpu_count()} CPUs), python {platform.python_version()}")
