@@ -24,6 +24,7 @@ import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -310,16 +311,11 @@ class TrainSet(Dataset):
         return crops, top, h
 
 
-def build_trainset(
-    specs: list[str],
-    crop: int,
-    seed: int = 0,
-    work_side: tuple[int, int] = (0, 0),
-    rehaze: float = 0.0,
-    augment: str = "dihedral",
-    recolour: float = 0.0,
-) -> TrainSet:
-    """Open every source (checks run here, before training); :class:`DataError` on bad folders."""
+def build_trainset(specs: list[str], crop: int, seed: int = 0, **options: Any) -> TrainSet:
+    """Open every source (checks run here, before training); :class:`DataError` on bad folders.
+
+    ``options``: :class:`TrainSet`'s work_side, rehaze, augment and recolour.
+    """
     sources: list[tuple[PairedImages | ClearImages, float]] = []
     for text in specs:
         spec = parse_source(text)
@@ -329,7 +325,7 @@ def build_trainset(
         except StreamDehazeError as exc:
             raise DataError(f"--data {text}: {exc}") from None
         sources.append((src, spec.weight))
-    return TrainSet(sources, crop, seed, work_side, rehaze, augment, recolour)
+    return TrainSet(sources, crop, seed, **options)
 
 
 class EpochSampler(DistributedSampler):

@@ -82,7 +82,13 @@ class Trainer:
             diff = {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_KEYS}
             check_resume_compatible(saved, diff)
         self.dataset = build_trainset(
-            cfg.data, cfg.crop, cfg.seed, cfg.work_side, cfg.rehaze, cfg.augment, cfg.recolour
+            cfg.data,
+            cfg.crop,
+            cfg.seed,
+            work_side=cfg.work_side,
+            rehaze=cfg.rehaze,
+            augment=cfg.augment,
+            recolour=cfg.recolour,
         )
         self.val = load_val_pairs(cfg.val, cfg.val_limit, cfg.val_crop) if cfg.val and self.info.is_main else []
         self.encoder_info: dict = {"kind": "none"}
