@@ -339,3 +339,10 @@ def test_trainset_rehazes_scattering_pairs_deterministically(tmp_path):
         densities.append(float(t))
     assert max(densities) - min(densities) > 0.1  # new densities, not the stored 0.6 every time
     assert all(0.6**1.7 - 0.03 < d < 0.6**0.5 + 0.03 for d in densities)
+    # --recolour: the sample's clear image is the recoloured scene the haze was rendered over
+    recoloured = build_trainset([str(tmp_path / "d")], 32, seed=2, rehaze=1.0, recolour=1.0)
+    for epoch in range(3):
+        a, c = plain[(epoch, 0)], recoloured[(epoch, 0)]
+        assert (a["clear"] - c["clear"]).abs().mean() > 0.01  # new scene colours
+        airlight, _, err = fit_scattering(c["hazy"][None], c["clear"][None])
+        assert airlight == pytest.approx(0.95, abs=0.02) and err < 1 / 255  # still a pair: haze over this scene

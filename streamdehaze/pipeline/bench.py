@@ -37,6 +37,7 @@ import torch
 
 from ..devices import device_name, resolve_device
 from ..frames import StreamInfo
+from ..nets.dehazer import Dehazer
 from .bench_timing import precision_error, time_decode, time_encode, time_end_to_end, time_engine, time_model
 from .engine import Engine
 from .speed import SpeedSettings, parse_overrides
@@ -103,12 +104,10 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def build_model(s: BenchSettings, device: torch.device) -> torch.nn.Module:
+def build_model(s: BenchSettings, device: torch.device) -> Dehazer:
     from ..nets.registry import MODELS, build_network, load_model
 
     if s.random_weights:
-        from ..nets.dehazer import Dehazer
-
         torch.manual_seed(0)
         net = build_network(s.model, ngf=s.ngf).eval()
         if hasattr(net, "fold_for_inference"):
@@ -173,11 +172,6 @@ def _peak_figures(model, s: BenchSettings, device: torch.device, info: StreamInf
     }
 
 
-def _with_flip_average(model: torch.nn.Module, v: BenchSettings) -> torch.nn.Module:
-    """The model as a variant runs it (``--compare flip-average=on``: the same weights, mirrored too)."""
-    return model.with_flip_average(v.flip_average) if hasattr(model, "with_flip_average") else model
-
-
 def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
     """All figures (medians over ``repeat`` rounds) for the base settings and each ``compare``
     variant, ratios, per-stage figures, environment and settings."""
@@ -206,7 +200,7 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
                 runs["base"]["decode"].append(fps)
             for label, v in variants:
                 name = "" if label == "base" else f" ({label})"
-                model = _with_flip_average(base_model, v)
+                model = base_model.with_flip_average(v.flip_average)  # the same weights
                 batch = np.stack([images[i % len(images)] for i in range(v.batch)])
                 if "model" in s.measure:
                     log(f"{step}: model-only{name}")
@@ -227,7 +221,7 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
         accuracy = precision_error(base_model, s, device, np.stack(images)) if s.precision != "fp32" else None
     results = []
     for label, v in variants:
-        model = _with_flip_average(base_model, v)
+        model = base_model.with_flip_average(v.flip_average)
         fig = {f"{k}_fps": _median(runs[label][k]) for k in ("model", "engine", "end_to_end")}
         fig["model_keyframes"] = extra[label].get("model_keyframes")
         if s.peak and fig["model_fps"]:
