@@ -393,3 +393,19 @@ def test_ctrl_c_while_a_file_is_paused_stops_at_once(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_cli_preview_with_flip_average_runs_the_mirrored_network(small_clip):
+    from click.testing import CliRunner
+
+    from streamdehaze.cli import main
+    from streamdehaze.io.preview_session import build_preview_pipeline
+
+    for on in (False, True):  # the flag reaches the network behind the dehazing switch
+        pipe = build_preview_pipeline(str(small_clip), PreviewHub("."), "aecrnet", device="cpu", flip_average=on)
+        assert pipe.engine.model.model.flip_average is on
+    args = ["preview", str(small_clip), "-d", "cpu", "--flip-average", "--web", "0", "--exit-at-end"]
+    args += ["--max-frames", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "with aecrnet (flip average) on cpu" in result.output

@@ -8,7 +8,7 @@ import click
 import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see io/preview_window.check_display
 
 from ..errors import InputError
-from .common import console, device_option, model_option, weights_option
+from .common import console, device_option, flip_average_option, model_option, weights_option
 from .progress import PipelineProgress
 from .speed import work_size_option
 from .temporal_options import pop_temporal, temporal_options
@@ -38,6 +38,7 @@ def print_web_url(url: str, token_required: bool) -> None:
 @click.argument("source")
 @model_option
 @weights_option
+@flip_average_option
 @device_option
 @web_option
 @token_option
@@ -65,6 +66,7 @@ def command(
     source: str,
     model: str,
     weights: str | None,
+    flip_average: bool,
     device: str,
     web: str | None,
     token: str | None,
@@ -106,7 +108,8 @@ def command(
         info = pipe.stats.info
         console.print(
             f"previewing {source} ({info.width}x{info.height}{', live' if pipe.source.inner.is_live else ''}) "
-            f"with {getattr(pipe.engine.model, 'name', model)} on {pipe.engine.device}",
+            f"with {getattr(pipe.engine.model, 'name', model)}{' (flip average)' if flip_average else ''} "
+            f"on {pipe.engine.device}",
             highlight=False,
             soft_wrap=True,
         )
@@ -130,6 +133,7 @@ def command(
             timeout=timeout,
             max_frames=max_frames,
             exit_at_end=exit_at_end,
+            flip_average=flip_average,
             on_start=on_start,
             on_progress=progress_bar.update,
             speed=SpeedSettings(work_size=work_size),

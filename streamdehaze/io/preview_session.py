@@ -224,6 +224,7 @@ def build_preview_pipeline(
     max_frames: int | None = None,
     speed: Any = None,
     temporal: Any = None,
+    flip_average: bool = False,
 ) -> Any:
     """The preview's :class:`~streamdehaze.pipeline.runner.Pipeline` (not opened): ``source`` in real time → ``hub``.
 
@@ -231,6 +232,7 @@ def build_preview_pipeline(
     ``speed`` (a :class:`~streamdehaze.pipeline.speed.SpeedSettings`) and ``temporal`` (a
     :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`, default: the default mode)
     describe; ``pipeline.temporal`` is the smoothing switch. Batch 1 and short queues keep latency low.
+    ``flip_average``: when ``model`` is a name, average each result with the mirrored frame's.
     """
     import dataclasses
 
@@ -249,7 +251,7 @@ def build_preview_pipeline(
         dehazer, dev = model, _model_device(model)
     else:
         dev = resolve_device(device)
-        dehazer = load_model(model, weights=weights, device=dev)
+        dehazer = load_model(model, weights=weights, device=dev, flip_average=flip_average)
     if temporal.on and temporal.mode in ("ema", "flow"):  # before the switch, which hides the prior from it
         dehazer = with_smoothed_airlight(dehazer, temporal.airlight, temporal.config().cut_threshold)
     switch = ToggleModel(dehazer)
@@ -278,12 +280,13 @@ def preview(
     speed: Any = None,
     temporal: Any = None,
     exit_at_end: bool = False,
+    flip_average: bool = False,
     on_start: Callable[[Any, str | None], None] | None = None,
     on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
     """Preview ``source`` dehazed in a window and/or on a web page (``web`` = ``[HOST:]PORT``).
 
-    ``speed``/``temporal``: see :func:`build_preview_pipeline`. ``on_start(pipeline, url)`` is
+    ``speed``/``temporal``/``flip_average``: see :func:`build_preview_pipeline`. ``on_start(pipeline, url)`` is
     called once the source is open and the outputs are up; ``on_progress`` gets the pipeline's
     progress snapshots. Unless ``exit_at_end``, the last frame stays on screen after the stream
     ends until the user quits. Returns the pipeline's stats.
@@ -291,7 +294,7 @@ def preview(
     hub = PreviewHub(snapshot_dir)
     pipe = build_preview_pipeline(
         source, hub, model, weights, device, batch=batch, precision=precision, timeout=timeout,
-        max_frames=max_frames, speed=speed, temporal=temporal,
+        max_frames=max_frames, speed=speed, temporal=temporal, flip_average=flip_average,
     )  # fmt: skip
     pipe.open()
     outputs = PreviewOutputs(hub, window=window, web=web, token=token)
