@@ -7,11 +7,11 @@ For every image: the model at full resolution, then at each scale; the loss of a
 
 Usage:
   python benchmarks/work_size_quality.py [DATA_DIR] [--model aecrnet|dcp] [--weights PATH]
-      [--scales 1/2,1/3,1/4] [--radius R,...] [--eps E,...] [--limit N] [--device cpu] [--json]
+      [--scales 1/2,1/3,1/4] [--radius R,...] [--eps E,...] [--gain shared,channel] [--limit N] [--device cpu] [--json]
 
 DATA_DIR defaults to $STREAMDEHAZE_DATA or ../shared/data beside the repository. The model defaults
 to AECR-Net with the shipped weights (models/aecrnet.pt) when they exist, else the dark channel
-prior (say so when quoting the figures). Several --radius/--eps values give a grid (tuning).
+prior (say so when quoting the figures). Several --radius/--eps/--gain values give a grid (tuning).
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def centre_crop(clear: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate_split(split: Path, model, device, settings: list[tuple[str, int | None, float]], limit: int | None):
-    """Per setting ``(scale, radius, eps)``: mean PSNR, mean loss against full resolution, mean fidelity."""
+def evaluate_split(split: Path, model, device, settings: list[tuple[str, int | None, float, str]], limit: int | None):
+    """Per setting ``(scale, radius, eps, gain)``: mean PSNR, mean loss against full resolution, mean fidelity."""
     pairs = find_pairs(split / "hazy", split / "clear")[:limit]
     rows: dict[str, list[tuple[float, float, float]]] = {}
     full_scores = []
@@ -61,11 +61,11 @@ def evaluate_split(split: Path, model, device, settings: list[tuple[str, int | N
         full = model(hazy).clamp(0, 1)
         p_full = float(psnr(full, clear)[0])
         full_scores.append(p_full)
-        for scale, radius, eps in settings:
-            transfer = GuidedTransfer(parse_work_size(scale), radius=radius, eps=eps)
+        for scale, radius, eps, gain in settings:
+            transfer = GuidedTransfer(parse_work_size(scale), radius=radius, eps=eps, shared_gain=gain == "shared")
             out = transfer.process(model, hazy)
             p = float(psnr(out, clear)[0])
-            rows.setdefault(f"{scale} r={radius or 'auto'} eps={eps:g}", []).append(
+            rows.setdefault(f"{scale} r={radius or 'auto'} eps={eps:g} {gain}", []).append(
                 (p, p_full - p, float(psnr(out, full)[0]))
             )
     summary = {"n": len(pairs), "full_psnr": statistics.fmean(full_scores)}
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default="1/2,1/3,1/4")
     ap.add_argument("--radius", default="auto", help="box radius at the working size (comma list; auto = default)")
     ap.add_argument("--eps", default="1e-4", help="regularisation of the fit (comma list)")
+    ap.add_argument("--gain", default="shared", help="shared (one gain for RGB, the default) or channel (comma list)")
     ap.add_argument("--limit", type=int, default=None, help="first N pairs of each split")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
@@ -95,7 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     model = load_model(model_name, weights=args.weights, device=device)
     radii = [None if r.strip() == "auto" else int(r) for r in args.radius.split(",")]
-    settings = [(s.strip(), r, float(e)) for s in args.scales.split(",") for r in radii for e in args.eps.split(",")]
+    gains = [g.strip() for g in args.gain.split(",")]
+    if not set(gains) <= {"shared", "channel"}:
+        ap.error(f"--gain {args.gain}: expected shared and/or channel")
+    settings = [
+        (s.strip(), r, float(e), g)
+        for s in args.scales.split(",")
+        for r in radii
+        for e in args.eps.split(",")
+        for g in gains
+    ]
     t0 = time.perf_counter()
     result = {
         "model": model_name,

@@ -152,3 +152,20 @@ def test_apply_affine_clamps_and_checks_channels():
     assert out.min() == 0.0 and out.max() == 1.0
     with pytest.raises(ValueError):
         fit_affine(torch.rand(1, 2, 8, 8), torch.rand(1, 3, 8, 8), 1, 1e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_shared_gain_fit_recovers_the_scattering_form_and_pools_channel_gains(device):
+    gen = torch.Generator().manual_seed(7)
+    x = torch.rand(1, 3, 24, 32, dtype=torch.float64, generator=gen).to(device)
+    offset = torch.tensor([0.3, 0.25, 0.2], dtype=torch.float64, device=device).view(1, 3, 1, 1)
+    a, b = fit_affine(x, 1.6 * x - offset, radius=3, eps=1e-12, shared_gain=True)  # J = I/t + A(1 − 1/t)
+    assert (a - 1.6).abs().max() < 1e-6 and (b + offset).abs().max() < 1e-6
+    # gains that differ per channel: one gain for all (between them), unlike the per-channel fit
+    gains = torch.tensor([0.5, 1.0, 1.5], dtype=torch.float64, device=device).view(1, 3, 1, 1)
+    shared, _ = fit_affine(x, gains * x, radius=3, eps=1e-12, shared_gain=True)
+    per_channel, _ = fit_affine(x, gains * x, radius=3, eps=1e-12)
+    assert (shared - shared[:, :1]).abs().max() < 1e-12 and 0.5 < float(shared.mean()) < 1.5
+    assert (per_channel - gains).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="shared gain needs 3 input channels"):
+        fit_affine(x[:, :1], x, radius=3, eps=1e-4, shared_gain=True)

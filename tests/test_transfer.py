@@ -33,14 +33,20 @@ def textured(n: int, h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
 
 
 class AffineModel(torch.nn.Module):
-    """``y = gain · x + offset`` per channel, with a new gain per call; records what it saw."""
+    """``y = gain · x + (1 − gain) · 0.3``, with a new gain per call; records what it saw.
 
-    def __init__(self) -> None:
+    The gain is the same for the three channels (as in dehazing, the transfer's default form), or
+    one per channel with ``per_channel`` (needs ``GuidedTransfer(shared_gain=False)``).
+    """
+
+    def __init__(self, per_channel: bool = False) -> None:
         super().__init__()
         self.calls: list[tuple[int, ...]] = []
+        self.per_channel = per_channel
 
     def gain(self, call: int) -> torch.Tensor:
-        return torch.tensor([0.9, 1.1, 1.3]).view(1, 3, 1, 1) - 0.1 * call
+        base = [0.9, 1.1, 1.3] if self.per_channel else [1.3, 1.3, 1.3]
+        return torch.tensor(base).view(1, 3, 1, 1) - 0.1 * call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gain(len(self.calls)).to(x.device)
@@ -116,11 +122,12 @@ def test_scheduler_rejects_bad_settings():
 # ---------------------------------------------------------------- transfer
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("device", DEVICES)
-def test_global_affine_model_is_transferred_exactly(device):
+def test_global_affine_model_is_transferred_exactly(device, per_channel):
     x = textured(2, 64, 96).to(device)
-    model = AffineModel()
-    t = GuidedTransfer(WorkSize("scale", 0.5), eps=1e-8)
+    model = AffineModel(per_channel)
+    t = GuidedTransfer(WorkSize("scale", 0.5), eps=1e-8, shared_gain=not per_channel)
     out = t.process(model, x)
     assert model.calls == [(2, 3, 32, 48)]  # the network saw the half-size frames
     expected = (model.gain(0).to(device) * x + (1 - model.gain(0).to(device)) * 0.3).clamp(0, 1)

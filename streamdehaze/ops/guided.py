@@ -71,7 +71,7 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def fit_affine(
-    low_in: torch.Tensor, low_out: torch.Tensor, radius: int, eps: float
+    low_in: torch.Tensor, low_out: torch.Tensor, radius: int, eps: float, shared_gain: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Local affine fit ``out ≈ a · in + b`` per channel, coefficients box-averaged.
 
@@ -80,6 +80,10 @@ def fit_affine(
     ``a = cov(in, out) / (var(in) + eps)``, ``b = mean(out) − a · mean(in)`` in every
     ``(2r+1)²`` window, then both averaged over the windows covering each pixel. ``eps`` bounds
     how steep ``a`` gets in flat regions (larger = smoother).
+
+    ``shared_gain``: one ``a`` for all channels (covariances and variances summed over them), a
+    ``b`` per channel: the scattering model's form, ``J = I / t + A (1 − 1/t)``, fitted with half
+    the unknowns (``low_in`` must then have ``C`` channels).
     """
     if low_in.shape[-2:] != low_out.shape[-2:] or low_in.shape[0] != low_out.shape[0]:
         raise ValueError(f"fit_affine: in {tuple(low_in.shape)} and out {tuple(low_out.shape)} differ in B, H or W")
@@ -92,7 +96,12 @@ def fit_affine(
     stats = box_filter(torch.cat([x, y, x * x, x * y], 1), radius)
     mean_x, mean_y, mean_xx, mean_xy = torch.split(stats, [ci, c, ci, c], 1)
     var_x = (mean_xx - mean_x * mean_x).clamp_(min=0.0)  # cancellation can make it slightly negative
-    a = (mean_xy - mean_x * mean_y) / (var_x + eps)
+    cov_xy = mean_xy - mean_x * mean_y
+    if shared_gain:
+        if ci != c:
+            raise ValueError(f"fit_affine: a shared gain needs {c} input channels, got {ci}")
+        var_x, cov_xy = var_x.sum(1, keepdim=True), cov_xy.sum(1, keepdim=True)
+    a = (cov_xy / (var_x + eps)).expand(-1, c, -1, -1)
     b = mean_y - a * mean_x
     ab = box_filter(torch.cat([a, b], 1), radius)
     return ab[:, :c], ab[:, c:]

@@ -221,6 +221,8 @@ class GuidedTransfer:
         scene_cut: threshold of :class:`KeyframeScheduler` (only matters for K > 1).
         radius: box radius of the affine fit at the working size; None = :func:`default_radius`.
         eps: regularisation of the fit (larger = smoother ``a`` in flat regions).
+        shared_gain: one gain ``a`` for the three channels (offsets per channel), the form the
+            scattering model gives dehazing; False fits a gain per channel (colour changes too).
         coeff_hook: the temporal smoother's plug, see the module docstring.
     """
 
@@ -232,11 +234,13 @@ class GuidedTransfer:
         radius: int | None = None,
         eps: float = 1e-4,
         coeff_hook: CoeffHook | object | None = None,
+        shared_gain: bool = True,
     ) -> None:
         self.work_size = parse_work_size(work_size)
         self.scheduler = KeyframeScheduler(keyframe_interval, scene_cut)
         self.radius = radius
         self.eps = eps
+        self.shared_gain = shared_gain
         self.coeff_hook = coeff_hook
         self._a: Tensor | None = None  # the last keyframe's coefficients (1, 3, h, w)
         self._b: Tensor | None = None
@@ -322,7 +326,7 @@ class GuidedTransfer:
         0.8 lose digits to cancellation; centred ones near 0 do not), then ``b`` moved back."""
         r = self.radius if self.radius is not None else default_radius(*low.shape[-2:])
         mx, my = low.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
-        a, b = fit_affine(low - mx, y - my, r, self.eps)
+        a, b = fit_affine(low - mx, y - my, r, self.eps, self.shared_gain)
         return a, b + my - a * mx
 
     def _hook(self, low: Tensor, a: Tensor, b: Tensor, plan: list[str | None]) -> tuple[Tensor, Tensor]:
