@@ -169,3 +169,14 @@ def test_shared_gain_fit_recovers_the_scattering_form_and_pools_channel_gains(de
     assert (per_channel - gains).abs().max() < 1e-6
     with pytest.raises(ValueError, match="shared gain needs 3 input channels"):
         fit_affine(x[:, :1], x, radius=3, eps=1e-4, shared_gain=True)
+
+
+@pytest.mark.parametrize("radius", [1, 3, 40])
+def test_box_filter_and_fit_differentiate_like_the_naive_sums(radius):
+    # train fit --fit-loss backpropagates through the fit: same values, and gradients that gradcheck accepts
+    x = torch.rand(1, 2, 9, 13, dtype=torch.float64, generator=torch.Generator().manual_seed(radius))
+    xg = x.clone().requires_grad_(True)
+    np.testing.assert_allclose(box_filter(xg, radius).detach().numpy(), naive_box(x.numpy(), radius), atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: box_filter(t, radius), (xg,))
+    y = (0.7 * x + 0.1 * torch.rand_like(x)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: fit_affine(x, t, radius, 1e-3, shared_gain=True), (y,))

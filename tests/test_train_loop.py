@@ -65,6 +65,25 @@ def test_overfit_drives_l1_down(tmp_path):
     assert last < 0.5 * first, (first, last)
 
 
+def test_fit_loss_scores_the_transferred_output(tmp_path, pairs):
+    from streamdehaze.pipeline.transfer import fit_coefficients
+    from streamdehaze.train.export import export_checkpoint
+
+    for fit in (False, True):
+        train(tiny(tmp_path, name=f"fit{fit:d}", fit_loss=fit, steps=3, log_every=1), progress=False)
+    raw, fitted = (_rows(tmp_path / f"fit{i}" / "log.csv") for i in (0, 1))
+    # the same weights and batch at step 1, another loss: the one of the output after the fit (a random
+    # tiny network gives a nearly flat output, which the fit keeps nearly as it is: a small difference)
+    assert float(raw[0]["l1"]) != pytest.approx(float(fitted[0]["l1"]), rel=1e-6)
+    weights, card, _ = export_checkpoint(tmp_path / "fit1" / "last.pt", tmp_path / "fit1.pt")
+    assert torch.load(weights, weights_only=True)["meta"]["loss"]["fit"] is True and "--fit-loss" in card.read_text()
+    # the fit trains the network through it: gradients reach the weights
+    x = torch.rand(1, 3, 16, 16, requires_grad=True)
+    a, b = fit_coefficients(x.detach(), x * 0.8 + 0.1)
+    (a * x.detach() + b).sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
 @pytest.mark.parametrize("cr", [0.0, 0.1])
 def test_resume_is_exact(tmp_path, pairs, cr):
     kw = dict(cr_weight=cr, cr_encoder="random", accum=2, steps=6)

@@ -94,6 +94,12 @@ _OPTIONS = [
         type=click.Choice(["l1", "l2"]),
         help="Reconstruction term: l1 (the paper's) or l2 (mean squared error, what PSNR measures) [l1].",
     ),
+    click.option(
+        "--fit-loss/--no-fit-loss",
+        default=None,
+        help="Compute the losses on the network's output after the working-size transfer's affine fit "
+        "(what --work-size inference delivers), not on the raw output [off].",
+    ),
     click.option("--cr-weight", type=float, help="λ of REC + λ·CR; 0 trains with REC only (no VGG) [0.1]."),
     click.option(
         "--cr-encoder",

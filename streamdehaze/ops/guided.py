@@ -27,19 +27,28 @@ def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     n = x.shape[dim]
     r = min(radius, n - 1)
     c = x.cumsum(dim)
-    out = torch.empty_like(c)
     last = c.narrow(dim, n - 1, 1)
     # i <= r: the window starts at 0; its end i + r is inside for the first `inner` of them
     head, inner = min(r + 1, n), min(r + 1, n - r)
+    mid = max(0, n - 2 * r - 1)  # i > r with the end inside; the `tail` after them end at n - 1
+    tail = n - head - mid
+    if c.requires_grad:  # training through the fit (--fit-loss): out= writes do not differentiate
+        shape = list(c.shape)
+        shape[dim] = head - inner
+        parts = [c.narrow(dim, r, inner), last.expand(shape)]
+        if mid:
+            parts.append(c.narrow(dim, 2 * r + 1, mid) - c.narrow(dim, 0, mid))
+        if tail:
+            parts.append(last - c.narrow(dim, mid, tail))
+        return torch.cat(parts, dim)
+    out = torch.empty_like(c)
     out.narrow(dim, 0, inner).copy_(c.narrow(dim, r, inner))
     if head > inner:
         rest = out.narrow(dim, inner, head - inner)
         rest.copy_(last.expand_as(rest))
     # i > r: subtract c[i - r - 1]; the end is inside for `mid` of them, clipped to n - 1 after
-    mid = max(0, n - 2 * r - 1)
     if mid:
         torch.sub(c.narrow(dim, 2 * r + 1, mid), c.narrow(dim, 0, mid), out=out.narrow(dim, r + 1, mid))
-    tail = n - head - mid
     if tail:
         torch.sub(last, c.narrow(dim, mid, tail), out=out.narrow(dim, head + mid, tail))
     return out

@@ -160,6 +160,22 @@ def default_radius(height: int, width: int) -> int:
     return max(1, round(min(height, width) / 20))
 
 
+def fit_coefficients(
+    low: Tensor, y: Tensor, radius: int | None = None, eps: float = 1e-4, shared_gain: bool = True
+) -> tuple[Tensor, Tensor]:
+    """The transfer's ``(a, b)`` ``(B, 3, h, w)`` for ``y ≈ a · low + b``: :func:`fit_affine` on data
+    centred per frame and channel (float32 variances of values near 0.8 lose digits to cancellation;
+    centred ones near 0 do not), then ``b`` moved back. ``radius`` None: :func:`default_radius`.
+
+    Differentiable: ``train fit --fit-loss`` puts it behind the network, so training sees the
+    result that inference delivers.
+    """
+    r = radius if radius is not None else default_radius(*low.shape[-2:])
+    mx, my = low.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
+    a, b = fit_affine(low - mx, y - my, r, eps, shared_gain)
+    return a, b + my - a * mx
+
+
 def signature(low: Tensor) -> Tensor:
     """``(B, 3, h, w)`` → ``(B, 48)`` float: a 4×4 colour thumbnail, what scene cuts are judged by."""
     return F.adaptive_avg_pool2d(low.float(), (4, 4)).flatten(1)
@@ -322,12 +338,7 @@ class GuidedTransfer:
         return torch.cat(bank_a).index_select(0, idx), torch.cat(bank_b).index_select(0, idx)
 
     def _fit(self, low: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """:func:`fit_affine` on data centred per frame and channel (float32 variances of values near
-        0.8 lose digits to cancellation; centred ones near 0 do not), then ``b`` moved back."""
-        r = self.radius if self.radius is not None else default_radius(*low.shape[-2:])
-        mx, my = low.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
-        a, b = fit_affine(low - mx, y - my, r, self.eps, self.shared_gain)
-        return a, b + my - a * mx
+        return fit_coefficients(low, y, self.radius, self.eps, self.shared_gain)
 
     def _hook(self, low: Tensor, a: Tensor, b: Tensor, plan: list[str | None]) -> tuple[Tensor, Tensor]:
         hook = self.coeff_hook

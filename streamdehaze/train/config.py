@@ -53,6 +53,9 @@ class TrainConfig:
     warmup: int = 0  # linear warm-up steps before the cosine decay
     clip_grad: float = 0.0  # max global gradient norm; 0 = no clipping
     rec_loss: str = "l1"  # reconstruction term: l1 (the paper's) | l2 (mean squared error, what PSNR measures)
+    # Loss on what inference delivers: the network's output through the working-size transfer's
+    # affine fit (pipeline/transfer.fit_coefficients at the default radius), not the raw output.
+    fit_loss: bool = False
     cr_weight: float = 0.1  # λ of REC + λ·CR; 0 = REC only (no VGG needed)
     cr_encoder: str = "imagenet"  # imagenet (torchvision cache or vgg_weights) | random (fixed seeded VGG19)
     vgg_weights: str | None = None  # torchvision's vgg19-dcbb9e9d.pth, if not in torch.hub's cache

@@ -63,6 +63,7 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
         "loss": {
             "rec": cfg.rec_loss,
             "rec_weight": 1.0,
+            "fit": cfg.fit_loss,
             "cr_weight": cfg.cr_weight,
             "cr_layers": ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
             "cr_layer_weights": list(CR_WEIGHTS),
@@ -123,6 +124,8 @@ def _work_text(meta: dict[str, Any]) -> str:
 def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: int, half: bool) -> str:
     loss, val = meta["loss"], meta["validation"]
     rec = {"l1": "L1", "l2": "L2 (MSE)"}[loss.get("rec", "l1")]
+    if loss.get("fit"):
+        rec += " on the output through the working-size transfer's fit (`--fit-loss`)"
     rows = [
         ("architecture", f"AECR-Net (`aecrnet`), ngf {ngf}, {params:,} parameters"),
         ("weights", f"{'float16' if half else 'float32'} (`{name}.pt`, loaded as float32)"),

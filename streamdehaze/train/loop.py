@@ -28,6 +28,7 @@ import torch
 from ..devices import device_name
 from ..errors import ModelError, TrainError
 from ..nets.aecrnet import AECRNet
+from ..pipeline.transfer import fit_coefficients
 from ..weights import apply_state_dict, read_weights
 from . import distributed as D
 from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -185,6 +186,10 @@ class Trainer:
             with sync:
                 with torch.autocast(dev.type, dtype=torch.float16, enabled=self.amp):
                     out = self.model(hazy[j::k])
+                    if self.cfg.fit_loss:  # what the working-size transfer makes of the output (fp32 sums)
+                        with torch.autocast(dev.type, enabled=False):
+                            a, b = fit_coefficients(hazy[j::k].float(), out.float())
+                            out = a * hazy[j::k].float() + b
                     terms = self.loss(out.float(), clear[j::k], hazy[j::k])
                 if saved is not None:  # running statistics follow micro-batch 0 (see module doc)
                     with torch.no_grad():
