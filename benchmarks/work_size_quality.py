@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default="1/2,1/3,1/4")
     ap.add_argument("--radius", default="auto", help="box radius at the working size (comma list; auto = default)")
     ap.add_argument("--eps", default="1e-4", help="regularisation of the fit (comma list)")
-    ap.add_argument("--gain", default="shared", help="shared (one gain for RGB, the default) or channel (comma list)")
+    ap.add_argument("--gain", default="channel", help="channel (per channel, the default) or shared (comma list)")
     ap.add_argument("--limit", type=int, default=None, help="first N pairs of each split")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")

@@ -35,8 +35,8 @@ def textured(n: int, h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
 class AffineModel(torch.nn.Module):
     """``y = gain · x + (1 − gain) · 0.3``, with a new gain per call; records what it saw.
 
-    The gain is the same for the three channels (as in dehazing, the transfer's default form), or
-    one per channel with ``per_channel`` (needs ``GuidedTransfer(shared_gain=False)``).
+    The gain is the same for the three channels (as in dehazing; ``GuidedTransfer(shared_gain=True)``
+    transfers it exactly), or one per channel with ``per_channel`` (needs the default per-channel fit).
     """
 
     def __init__(self, per_channel: bool = False) -> None:
