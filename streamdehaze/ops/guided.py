@@ -32,7 +32,10 @@ def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     head, inner = min(r + 1, n), min(r + 1, n - r)
     mid = max(0, n - 2 * r - 1)  # i > r with the end inside; the `tail` after them end at n - 1
     tail = n - head - mid
-    if c.requires_grad:  # training through the fit (--fit-loss): out= writes do not differentiate
+    # Training through the fit (--fit-loss) needs autograd, which out= writes do not support. The joined
+    # slices below are bit-identical but about 1.2x slower without grad (box_filter of 4x12x160x213,
+    # radius 3, 2 CPU threads: 7.3 vs 6.1 ms), so inference keeps the out= path.
+    if c.requires_grad:
         shape = list(c.shape)
         shape[dim] = head - inner
         parts = [c.narrow(dim, r, inner), last.expand(shape)]

@@ -154,8 +154,9 @@ def default_radius(height: int, width: int) -> int:
     4 at a 230-pixel short side lost 0.32/−0.14 dB (indoor/outdoor) against 0.66/0.54 dB at radius 1.
     A wider window scores higher on still images but flickers more in video. With the shipped
     AECR-Net at short side 160, 1/20 (radius 8) gave 24.99/25.50 dB on the dev splits against 24.80/25.18.
-    On the foggy drive (``benchmarks/temporal_quality.py``) it raised the flicker of the default
-    ``ema`` smoothing by 17 %, which the smoothing's 0.8× bar cannot afford.
+    On the foggy drive (``benchmarks/temporal_quality.py --model dcp --work-size auto``) it left the
+    default ``ema`` smoothing at 0.885× the frame-by-frame flicker, above that mode's 0.8× bar
+    (0.779× at 1/60 when the bar was set).
     """
     return max(1, round(min(height, width) / 60))
 
