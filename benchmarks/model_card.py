@@ -1,9 +1,11 @@
 """The figures of a model card: ``streamdehaze eval`` of a weight file on the dev splits and the
 real pairs, next to the hazy input and the dark channel prior, as a markdown table.
 
-Usage: python benchmarks/model_card.py [--weights models/aecrnet.pt] [--data DIR] [--work-size model,model+flip,full]
+Usage: python benchmarks/model_card.py [--weights models/aecrnet.pt] [--data DIR]
+       [--work-size model,model+flip,model+wide,full]
 
-A ``+flip`` suffix evaluates that working size with ``--flip-average``.
+Suffixes of a working size: ``+flip`` evaluates it with ``--flip-average``, ``+wide`` with
+``--transfer-fit wide`` (both: ``model+flip+wide``).
 
 Each row is one ``streamdehaze eval --json`` call (printed, so it can be rerun by hand).
 DATA_DIR defaults to $STREAMDEHAZE_DATA or ../shared/data beside the repository.
@@ -30,10 +32,15 @@ def default_data_dir() -> Path:
 
 
 def run_eval(data: Path, model: str, weights: str | None, work_size: str) -> tuple[dict, float, str]:
-    work_size, flip, _ = work_size.partition("+flip")
+    work_size, *suffixes = work_size.split("+")
+    unknown = set(suffixes) - {"flip", "wide"}
+    if unknown:
+        raise SystemExit(f"--work-size: unknown suffix +{unknown.pop()} (expected +flip or +wide)")
     cmd = ["streamdehaze", "eval", "--model", model, "--work-size", work_size, "--json"]
-    if flip:
+    if "flip" in suffixes:
         cmd.append("--flip-average")
+    if "wide" in suffixes:
+        cmd += ["--transfer-fit", "wide"]
     if weights:
         cmd += ["--weights", weights]
     for name in SETS:
@@ -49,8 +56,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=default_data_dir())
     ap.add_argument(
         "--work-size",
-        default="model,model+flip,full",
-        help="comma-separated --work-size values for AECR-Net; +flip: with --flip-average",
+        default="model,model+flip,model+wide,full",
+        help="comma-separated --work-size values for AECR-Net; +flip: with --flip-average, +wide: --transfer-fit wide",
     )
     args = ap.parse_args()
 
@@ -65,8 +72,9 @@ def main() -> None:
             per_set[name] = (stats["psnr"], stats["ssim"])
         if baseline is None:
             baseline = {n: (s["input_psnr"], s["input_ssim"]) for n, s in zip(SETS, result["sets"].values())}
-        flip = ", `--flip-average`" if result.get("flip_average") else ""
-        rows.append((f"`{model}`, work size {result['work_size']}{flip}", per_set))
+        flags = ", `--flip-average`" if result.get("flip_average") else ""
+        flags += ", `--transfer-fit wide`" if result.get("transfer_fit") == "wide" else ""
+        rows.append((f"`{model}`, work size {result['work_size']}{flags}", per_set))
     rows.insert(0, ("hazy input", baseline))
 
     print(f"machine: {platform.node()} ({os.cpu_count()} CPUs), python {platform.python_version()}")

@@ -11,11 +11,14 @@ working size.
 2. Flicker: the 62-frame foggy drive (``DATA/foggy-drive``, 1920×1080 JPEG, numeric order),
    downscaled to ``--size`` (default 960×540). Per mode: the warping error of the output, its
    ratio to the input's and to frame-by-frame processing (criterion: at most 0.8×), and the
-   engine's cost per frame.
+   engine's cost per frame. ``--decompose`` (with a working size) also splits each mode's flicker
+   into the transfer map's own change and the input's change carried by its gain
+   (``streamdehaze.flicker.affine_flicker_parts``), to compare ``--transfer-fit local`` and ``wide``;
+   only for ``off`` and ``ema``, whose output is the transfer's affine map.
 
 Usage: python benchmarks/temporal_quality.py [--data DIR] [--model dcp|aecrnet --weights W] [--size 960x540]
-       [--work-size full] [--modes off,ema,flow,pixel] [--strength 0.8] [--threads N] [--skip-ghost]
-       [--skip-drive] [--json FILE]
+       [--work-size full] [--transfer-fit local|wide] [--decompose] [--modes off,ema,flow,pixel]
+       [--strength 0.8] [--threads N] [--skip-ghost] [--skip-drive] [--json FILE]
 DATA defaults to $STREAMDEHAZE_DATA or ../shared/data beside the repository.
 """
 
@@ -32,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-from streamdehaze.flicker import flicker_many
+from streamdehaze.flicker import affine_flicker_parts, flicker_many
 from streamdehaze.io.images import list_images, read_image
 from streamdehaze.metrics import psnr_per_frame
 from streamdehaze.nets.registry import load_model
@@ -46,11 +49,22 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def run_mode(model, frames: np.ndarray, mode: str, strength: float, work_size: str, batch: int) -> tuple:
-    """Frames ``(N, H, W, 3)`` uint8 through a fresh engine with ``--temporal mode`` → (outputs, seconds per frame)."""
-    engine = build_engine(SpeedSettings(work_size=work_size), model, "cpu", temporal=TemporalSettings(mode, strength))
-    t0 = time.perf_counter()
-    outs = [engine.process(frames[i : i + batch]) for i in range(0, len(frames), batch)]
+AFFINE_MODES = ("off", "ema")  # their output is the transfer's a·x + b; flow and pixel blend pixels after it
+
+
+def run_mode(model, frames: np.ndarray, mode: str, args, coefficients: list | None = None) -> tuple:
+    """Frames ``(N, H, W, 3)`` uint8 through a fresh engine with ``--temporal mode`` → (outputs, seconds per frame).
+
+    ``coefficients``: a list that receives each frame's applied transfer ``(a, b)`` (not timed then).
+    """
+    speed = SpeedSettings(work_size=args.work_size, transfer_fit=args.transfer_fit)
+    engine = build_engine(speed, model, "cpu", temporal=TemporalSettings(mode, args.strength))
+    t0, outs = time.perf_counter(), []
+    for i in range(0, len(frames), args.batch):
+        outs.append(engine.process(frames[i : i + args.batch]))
+        if coefficients is not None:
+            a, b = engine.transfer.last_coefficients
+            coefficients += [(a[j : j + 1], b[j : j + 1]) for j in range(a.shape[0])]
     return np.concatenate(outs), (time.perf_counter() - t0) / len(frames)
 
 
@@ -59,7 +73,7 @@ def ghosting(model, args) -> dict:
     clip = moving_object_clip(n_frames=args.ghost_frames, size=(w, h), speed=(w / 80, h / 270))
     outs, cost = {}, {}
     for mode in args.modes:
-        outs[mode], cost[mode] = run_mode(model, clip.hazy, mode, args.strength, args.work_size, args.batch)
+        outs[mode], cost[mode] = run_mode(model, clip.hazy, mode, args)
     flick = flicker_many(list(clip.hazy), {m: list(o) for m, o in outs.items()})
     base_full = psnr_per_frame(outs["off"], clip.clear)
     base_obj = psnr_per_frame(outs["off"], clip.clear, clip.masks)
@@ -91,9 +105,10 @@ def drive(model, args) -> dict:
         raise SystemExit(f"no frames in {folder}: pass --data or set STREAMDEHAZE_DATA, or use --skip-drive")
     w, h = args.size
     frames = np.stack([cv2.resize(read_image(p), (w, h), interpolation=cv2.INTER_AREA) for p in paths])
-    outs, cost = {}, {}
+    outs, cost, coefficients = {}, {}, {}
     for mode in args.modes:
-        outs[mode], cost[mode] = run_mode(model, frames, mode, args.strength, args.work_size, args.batch)
+        coefficients[mode] = [] if args.decompose else None
+        outs[mode], cost[mode] = run_mode(model, frames, mode, args, coefficients[mode])
     flick = flicker_many(list(frames), {m: list(o) for m, o in outs.items()})
     base = flick["off"].output
     rows = {}
@@ -103,6 +118,15 @@ def drive(model, args) -> dict:
         r = flick[mode]
         rows[mode] = {"flicker": r.output, "vs_input": r.ratio, "vs_off": r.output / base, "s_per_frame": cost[mode]}
         print(f"{mode:6} {r.output:8.3f} {r.ratio:7.2f}× {r.output / base:16.3f}× {cost[mode]:15.3f}")
+    if args.decompose:
+        print(f"\nflicker parts, transfer fit {args.transfer_fit}: the map's own change, the input's change x gain")
+        print(f"{'mode':6} {'flicker':>8} {'map change':>11} {'input x gain':>13} {'mean |a|':>9}")
+        for mode in [m for m in args.modes if m in AFFINE_MODES]:
+            parts = affine_flicker_parts(list(frames), list(outs[mode]), coefficients[mode])
+            rows[mode]["parts"] = vars(parts)
+            print(
+                f"{mode:6} {parts.flicker:8.3f} {parts.map_change:11.3f} {parts.input_change:13.3f} {parts.gain:9.2f}"
+            )
     return {"input_flicker": flick["off"].input, "frames": len(paths), "size": [w, h], "modes": rows}
 
 
@@ -120,6 +144,8 @@ def main() -> None:
     p.add_argument("--ghost-size", type=parse_size, default=(480, 270))
     p.add_argument("--ghost-frames", type=int, default=24)
     p.add_argument("--work-size", default="full", help="engine working size (full, auto, 360, 0.5, ...)")
+    p.add_argument("--transfer-fit", default="local", choices=["local", "wide"], help="the guided transfer's fit")
+    p.add_argument("--decompose", action="store_true", help="split the drive's flicker (needs a working size)")
     p.add_argument("--modes", default="off,ema,flow,pixel")
     p.add_argument("--strength", type=float, default=0.8)
     p.add_argument("--batch", type=int, default=4)
@@ -129,6 +155,8 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args()
     args.modes = ["off"] + [m for m in args.modes.split(",") if m and m != "off"]
+    if args.decompose and args.work_size == "full":
+        p.error("--decompose needs a working size, e.g. --work-size 160 (at full size there is no transfer)")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, weights=args.weights, device="cpu")
@@ -136,8 +164,12 @@ def main() -> None:
         f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), OpenCV {cv2.__version__}"
     )
-    print(f"model {args.model}, work size {args.work_size}, temporal strength {args.strength}, batch {args.batch}")
-    result = {"model": args.model, "work_size": args.work_size, "strength": args.strength}
+    print(
+        f"model {args.model}, work size {args.work_size}, transfer fit {args.transfer_fit}, "
+        f"temporal strength {args.strength}, batch {args.batch}"
+    )
+    result = {"model": args.model, "work_size": args.work_size, "transfer_fit": args.transfer_fit}
+    result["strength"] = args.strength
     with torch.inference_mode():
         if not args.skip_ghost:
             result["ghosting"] = ghosting(model, args)

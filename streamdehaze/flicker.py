@@ -9,6 +9,12 @@ A video's flicker is the mean over its pairs. The input warped by the same flow 
 input's own figure: the residual of the flow, noise, compression. Dehazing raises contrast, so
 even a stable output scores above the input; the ratio output / input is the comparable number.
 
+For a dehazer that is an affine map ``out_t = a_t · in_t + b_t`` (the guided transfer),
+:func:`affine_flicker_parts` splits each pair's change in two: the map's own change, applied to the
+same pixels (``|a_t · warp(in_{t−1}) + b_t − warp(out_{t−1})|``: what a stable dehazer removes),
+and the input's change carried by the gain (``|a_t · (in_t − warp(in_{t−1}))|``: noise and
+compression times the contrast gain, which no map of the current pixels removes).
+
 :class:`FlickerMeter` takes ``(input, output)`` frames one pair at a time (video-length streams);
 :func:`flicker` runs it over two sequences.
 """
@@ -21,8 +27,10 @@ from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
+import torch
 
 from .errors import InputError
+from .ops.guided import apply_affine
 
 PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -207,3 +215,51 @@ def resize_max(image: np.ndarray, max_size: int | None) -> np.ndarray:
         return image
     s = max_size / max(h, w)
     return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class AffineFlickerParts:
+    """:func:`affine_flicker_parts`' means over the pairs (0–255 scale); ``gain``: mean ``|a|`` on the valid pixels."""
+
+    flicker: float
+    map_change: float
+    input_change: float
+    gain: float
+
+
+def affine_flicker_parts(
+    inputs: list[np.ndarray],
+    outputs: list[np.ndarray],
+    coefficients: list[tuple[torch.Tensor, torch.Tensor]],
+    preset: str = "medium",
+) -> AffineFlickerParts:
+    """Split the flicker of ``outputs`` into the map's own change and the input's change times the gain.
+
+    ``coefficients[t]``: the ``(a, b)`` ``(1, C, h, w)`` that made ``outputs[t]`` from ``inputs[t]``
+    (in [0, 1] units; upsampled bilinearly as :func:`~.ops.guided.apply_affine` does). The two parts
+    are measured on the same flow and mask as :func:`flicker`; by the triangle inequality the
+    flicker is at most their sum.
+    """
+    n = len(inputs)
+    if not (len(outputs) == len(coefficients) == n) or n < 2:
+        raise InputError(
+            f"need as many outputs and coefficients as inputs (>= 2): {n}, {len(outputs)}, {len(coefficients)}"
+        )
+    meter = FlickerMeter(preset)
+    total, own, carried, gain = [], [], [], []
+    for t in range(1, n):
+        map_x, map_y, valid = meter.maps(to_gray(inputs[t - 1]), to_gray(inputs[t]))
+        if not valid.any():
+            continue
+        prev_in = cv2.remap(inputs[t - 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        prev_out = cv2.remap(outputs[t - 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        a, b = (c.detach().float().cpu() for c in coefficients[t])
+        x = torch.from_numpy(prev_in).permute(2, 0, 1)[None].float() / 255.0
+        mapped = apply_affine(a, b, x)[0].permute(1, 2, 0).numpy() * 255.0  # this frame's map on the last pixels
+        full_a = torch.nn.functional.interpolate(a, size=valid.shape, mode="bilinear", align_corners=False)
+        cur, prev_out = outputs[t].astype(np.float32), prev_out.astype(np.float32)
+        total.append(float(np.abs(cur - prev_out)[valid].mean()))
+        own.append(float(np.abs(mapped - prev_out)[valid].mean()))
+        carried.append(float(np.abs(cur - mapped)[valid].mean()))
+        gain.append(float(full_a.abs().mean(1)[0].numpy()[valid].mean()))
+    return AffineFlickerParts(*(float(np.mean(v)) if v else 0.0 for v in (total, own, carried, gain)))

@@ -8,7 +8,7 @@ import torch
 from .nets.dehazer import Dehazer
 from .nets.registry import load_model
 from .ops.color import to_tensor, to_uint8
-from .pipeline.transfer import GuidedTransfer, WorkSize, parse_work_size
+from .pipeline.transfer import DEFAULT_TRANSFER_FIT, GuidedTransfer, WorkSize, parse_work_size
 
 
 def dehaze_image(
@@ -17,19 +17,21 @@ def dehaze_image(
     weights: str | None = None,
     device: str | torch.device = "auto",
     work_size: str | float | WorkSize | None = None,
+    transfer_fit: str = DEFAULT_TRANSFER_FIT,
 ) -> np.ndarray:
     """Dehaze one ``(H, W, 3) uint8`` RGB image; returns the same shape and type.
 
     ``model`` is a loaded :class:`Dehazer` (reuse it across calls) or a registry name.
     ``work_size``: run the network at a lower resolution and carry its result to full resolution
     by guided transfer: ``"auto"`` (the device's default), a short side (``540``), a scale
-    (``0.5``); None or ``"full"``: full resolution.
+    (``0.5``); None or ``"full"``: full resolution. ``transfer_fit``: the shape of that transfer's
+    fit (``"local"`` or ``"wide"``, see :data:`~.pipeline.transfer.TRANSFER_FITS`).
     """
     if isinstance(model, str):
         model = load_model(model, weights=weights, device=device)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    transfer = GuidedTransfer(parse_work_size(work_size, model.device, model))
+    transfer = GuidedTransfer(parse_work_size(work_size, model.device, model), fit=transfer_fit)
     with torch.inference_mode():
         x = to_tensor(image[None], device=model.device)
         return to_uint8(transfer.process(model, x))[0].cpu().numpy()

@@ -7,11 +7,12 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from streamdehaze.cli import main
 from streamdehaze.errors import InputError
-from streamdehaze.flicker import FlickerMeter, consistency_mask, resize_max
+from streamdehaze.flicker import FlickerMeter, affine_flicker_parts, consistency_mask, resize_max
 from streamdehaze.metrics import flicker, flicker_many
 
 
@@ -145,3 +146,35 @@ def test_eval_video_cli_rejects_different_frame_counts(tmp_path):
     assert len(res.output.strip().splitlines()) == 1
     res = CliRunner().invoke(main, ["eval-video", str(a), str(a), "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["ratio"] == pytest.approx(1.0)
+
+
+def _affine(frames: list[np.ndarray], gains: list[float], offsets: list[float]):
+    """Outputs ``gain · frame + offset`` (0–255 offsets) and the ``(a, b)`` coefficients that made them."""
+    outs, coefficients = [], []
+    for f, g, o in zip(frames, gains, offsets, strict=True):
+        outs.append(np.clip(g * f.astype(np.float32) + o, 0, 255).round().astype(np.uint8))
+        a, b = torch.full((1, 3, 4, 4), g), torch.full((1, 3, 4, 4), o / 255.0)
+        coefficients.append((a, b))
+    return outs, coefficients
+
+
+def test_affine_flicker_parts_separate_the_maps_change_from_the_inputs_change():
+    frames = panning(6)
+    noisy = [
+        np.clip(f + np.random.default_rng(i).normal(0, 3, f.shape), 0, 255).astype(np.uint8)
+        for i, f in enumerate(frames)
+    ]
+    # a stable map: every bit of flicker is the input's own change times the gain
+    outs, coefficients = _affine(noisy, [1.5] * 6, [-40.0] * 6)
+    stable = affine_flicker_parts(noisy, outs, coefficients)
+    assert stable.map_change < 0.6 and stable.gain == pytest.approx(1.5)
+    assert stable.input_change == pytest.approx(stable.flicker, abs=0.6)
+    assert stable.flicker == pytest.approx(flicker(noisy, outs).output, abs=1e-4)
+    assert stable.input_change == pytest.approx(1.5 * flicker(noisy, noisy).input, rel=0.1)
+    # a map whose offset jumps by 6 levels on a static noiseless scene: all of it is the map's change
+    still = [texture()] * 6
+    outs, coefficients = _affine(still, [1.2] * 6, [0, 6, 0, 6, 0, 6])
+    jumpy = affine_flicker_parts(still, outs, coefficients)
+    assert jumpy.map_change == pytest.approx(6.0, abs=0.1) and jumpy.input_change < 0.6
+    with pytest.raises(InputError, match="coefficients"):
+        affine_flicker_parts(still, outs, coefficients[:-1])

@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from media import make_clip, pattern_frame, read_video
 
 from streamdehaze.cli import main
+from streamdehaze.errors import InputError
 from streamdehaze.io.stills import write_image
+from streamdehaze.pipeline.speed import parse_overrides
 
 
 def invoke(*args: str):
@@ -125,3 +127,28 @@ def test_run_uses_the_working_size_the_weights_name(tmp_path):
     assert len(read_video(tmp_path / "out.mp4")) == 3
     res = invoke("run", str(clip), "-o", str(tmp_path / "full.mp4"), "--weights", str(weights), "--work-size", "full")
     assert res.exit_code == 0 and "64x48, full resolution" in res.output
+
+
+def test_transfer_fit_reaches_eval_image_and_bench_compare(tmp_path):
+    (tmp_path / "hazy").mkdir(), (tmp_path / "clear").mkdir()
+    clear = pattern_frame(2, (96, 64))
+    write_image(tmp_path / "clear" / "1.png", clear)
+    write_image(tmp_path / "hazy" / "1_1.png", (0.6 * clear + 90).astype(np.uint8))
+    scores = {}
+    for fit in ("local", "wide"):
+        result = invoke(
+            "eval", "--hazy", str(tmp_path / "hazy"), "--clear", str(tmp_path / "clear"), "-m", "dcp",
+            "--work-size", "0.5", "--transfer-fit", fit, "--json",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        scores[fit] = json.loads(result.stdout)
+    assert scores["local"]["transfer_fit"] == "local" and scores["wide"]["transfer_fit"] == "wide"
+    assert scores["local"]["psnr"] != scores["wide"]["psnr"]
+    hazy = str(tmp_path / "hazy" / "1_1.png")
+    result = invoke(
+        "image", hazy, "-o", str(tmp_path / "o"), "-m", "dcp", "--work-size", "0.5", "--transfer-fit", "wide"
+    )
+    assert result.exit_code == 0 and "wide transfer fit" in result.stdout
+    assert parse_overrides("transfer-fit=wide") == {"transfer_fit": "wide"}
+    with pytest.raises(InputError, match="transfer-fit"):
+        parse_overrides("transfer-fit=narrow")

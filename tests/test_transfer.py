@@ -18,6 +18,7 @@ from streamdehaze.pipeline.transfer import (
     GuidedTransfer,
     KeyframeScheduler,
     WorkSize,
+    default_radius,
     default_work_size,
     parse_work_size,
 )
@@ -265,3 +266,21 @@ def test_validation_at_a_working_size_matches_dehaze_image():
     assert abs(p - float(psnr(to_tensor(out8[None]), clear)[0])) < 0.05  # 8-bit rounding only
     p_full, _ = validate(net, [(to_tensor(hazy8[None]), clear)], torch.device("cpu"))
     assert p_full > 90 and p < 40  # the working size really changed what was scored
+
+
+def test_transfer_fit_presets_set_the_radius_and_the_gain_form():
+    x = textured(1, 120, 160, seed=5)
+
+    def model(t):  # a map with local structure, so the fit's window and gain form matter
+        return (t * (1.4 - 0.5 * t.mean(1, keepdim=True)) - 0.1).clamp(0, 1)
+
+    work = WorkSize("scale", 0.5)  # 60x80: radius 1 for local (1/60), 3 for wide (1/20)
+    assert default_radius(60, 80) == 1 and default_radius(60, 80, "wide") == 3
+    local, wide = (GuidedTransfer(work, fit=f).process(model, x) for f in ("local", "wide"))
+    assert torch.equal(local, GuidedTransfer(work, radius=1, shared_gain=False).process(model, x))
+    assert torch.equal(wide, GuidedTransfer(work, radius=3, shared_gain=True).process(model, x))
+    assert (local - wide).abs().max() > 1e-3
+    assert "wide transfer fit" in GuidedTransfer(work, fit="wide").describe(120, 160)
+    assert "fit" not in GuidedTransfer(work).describe(120, 160)
+    with pytest.raises(InputError, match="--transfer-fit 'narrow'"):
+        GuidedTransfer(work, fit="narrow")

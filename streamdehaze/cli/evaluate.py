@@ -21,7 +21,7 @@ from ..ops.color import to_tensor
 from ..pairs import find_pairs
 from ..pipeline.transfer import parse_work_size
 from .common import console, device_option, flip_average_option, model_option, weights_option
-from .speed import work_size_option
+from .speed import transfer_fit_option, work_size_option
 
 
 def _match_size(clear: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -39,13 +39,15 @@ def _scores(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(psnr(x, y)[0]), float(ssim(x, y)[0])
 
 
-def evaluate_set(pairs: list[tuple[Path, Path]], dehazer, progress, baseline: bool, work_size=None) -> list[dict]:
+def evaluate_set(
+    pairs: list[tuple[Path, Path]], dehazer, progress, baseline: bool, work_size=None, transfer_fit: str = "local"
+) -> list[dict]:
     rows = []
     task = progress.add_task(f"{pairs[0][0].parent}", total=len(pairs))
     for hazy_path, clear_path in pairs:
         hazy = read_image(hazy_path)
         clear = _match_size(read_image(clear_path), hazy.shape, clear_path.name)
-        p, s = _scores(dehaze_image(hazy, dehazer, work_size=work_size), clear)
+        p, s = _scores(dehaze_image(hazy, dehazer, work_size=work_size, transfer_fit=transfer_fit), clear)
         row = {"image": hazy_path.name, "psnr": p, "ssim": s}
         if baseline:
             row["input_psnr"], row["input_ssim"] = _scores(hazy, clear)
@@ -90,7 +92,10 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
 @click.option("--per-image/--mean-only", default=False, show_default=True, help="Show a row per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: n, psnr, ssim (and per-set figures).")
 @work_size_option(default="model")
-def command(hazy, clear, model, weights, flip_average, device, baseline, per_image, as_json, work_size) -> None:
+@transfer_fit_option
+def command(
+    hazy, clear, model, weights, flip_average, device, baseline, per_image, as_json, work_size, transfer_fit
+) -> None:
     """PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5) of dehazed images against clear ones.
 
     Hazy and clear files pair by name: the same name, or the part before the first '_'
@@ -107,15 +112,16 @@ def command(hazy, clear, model, weights, flip_average, device, baseline, per_ima
     work = parse_work_size(work_size, dehazer.device, dehazer)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with torch.inference_mode(), Progress(*columns, console=console, transient=True, disable=as_json) as progress:
-        results = [evaluate_set(pairs, dehazer, progress, baseline, work) for pairs in sets]
+        results = [evaluate_set(pairs, dehazer, progress, baseline, work, transfer_fit) for pairs in sets]
     all_rows = [r for rows in results for r in rows]
     if as_json:
         out = _summary(all_rows) | {"model": model, "work_size": work.describe(), "flip_average": flip_average}
+        out["transfer_fit"] = None if work.is_full else transfer_fit
         out["sets"] = {h: _summary(r) for h, r in zip(hazy, results)}
         click.echo(json.dumps(out))
         return
     for h, rows in zip(hazy, results):
-        at = "" if work.is_full else f" (working size: {work.describe()})"
+        at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit)"
         at += ", flip average" if flip_average else ""
         console.print(_table(f"{model} on {h}{at}", rows, per_image))
     if len(results) > 1:

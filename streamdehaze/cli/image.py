@@ -13,7 +13,7 @@ from ..io.stills import expand_inputs, read_image, write_image
 from ..nets.registry import load_model
 from ..pipeline.transfer import parse_work_size
 from .common import console, device_option, flip_average_option, model_option, weights_option
-from .speed import work_size_option
+from .speed import transfer_fit_option, work_size_option
 
 
 def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
@@ -36,6 +36,7 @@ def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
 @flip_average_option
 @device_option
 @work_size_option()
+@transfer_fit_option
 def command(
     inputs: tuple[str, ...],
     output: str,
@@ -44,6 +45,7 @@ def command(
     flip_average: bool,
     device: str,
     work_size: str,
+    transfer_fit: str,
 ) -> None:
     """Dehaze images (files, folders or globs) and write OUTPUT/<input name>.png.
 
@@ -62,7 +64,8 @@ def command(
     with Progress(*columns, console=console, disable=len(paths) < 2, transient=True) as progress:
         task = progress.add_task(f"dehazing ({model})", total=len(paths))
         for src, dst in zip(paths, outs):
-            write_image(dst, dehaze_image(read_image(src), dehazer, work_size=work))
+            write_image(dst, dehaze_image(read_image(src), dehazer, work_size=work, transfer_fit=transfer_fit))
             progress.advance(task)
-    how = work.describe() + (", flip average" if flip_average else "")
+    how = work.describe() + ("" if work.is_full or transfer_fit == "local" else f", {transfer_fit} transfer fit")
+    how += ", flip average" if flip_average else ""
     console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} on {dehazer.device} ({how})")

@@ -10,7 +10,7 @@ import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see io/previe
 from ..errors import InputError
 from .common import console, device_option, flip_average_option, model_option, weights_option
 from .progress import PipelineProgress
-from .speed import work_size_option
+from .speed import transfer_fit_option, work_size_option
 from .temporal_options import pop_temporal, temporal_options
 
 web_option = click.option(
@@ -61,6 +61,7 @@ def print_web_url(url: str, token_required: bool) -> None:
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
 @click.option("--exit-at-end", is_flag=True, help="Exit when the stream ends instead of keeping the last frame shown.")
 @work_size_option()
+@transfer_fit_option
 @temporal_options()
 def command(
     source: str,
@@ -78,6 +79,7 @@ def command(
     max_frames: int | None,
     exit_at_end: bool,
     work_size: str,
+    transfer_fit: str,
     **temporal_kwargs: Any,
 ) -> None:
     """Preview SOURCE (webcam:N, rtsp://URL, video file, lavfi:GRAPH) dehazed next to the original.
@@ -136,7 +138,7 @@ def command(
             flip_average=flip_average,
             on_start=on_start,
             on_progress=progress_bar.update,
-            speed=SpeedSettings(work_size=work_size),
+            speed=SpeedSettings(work_size=work_size, transfer_fit=transfer_fit),
             temporal=pop_temporal(temporal_kwargs),
         )
     line = f"shown {stats.frames_written} frames in {stats.wall_s:.1f} s ({stats.fps:.1f} fps)"

@@ -88,6 +88,7 @@ def command(
     web: str | None,
     token: str | None,
     work_size: str,
+    transfer_fit: str,
     keyframe_interval: int,
     scene_cut: float,
     channels_last: bool | None,
@@ -114,7 +115,15 @@ def command(
     # the preview shows RGB frames: keep colour conversion on the host when it is on
     yuv = False if (show_preview or web is not None) else device_yuv
     speed = SpeedSettings(
-        work_size, keyframe_interval, scene_cut, channels_last, cudnn_benchmark, compile_, cuda_graphs, yuv
+        work_size,
+        keyframe_interval,
+        scene_cut,
+        channels_last,
+        cudnn_benchmark,
+        compile_,
+        cuda_graphs,
+        yuv,
+        transfer_fit=transfer_fit,
     )
     temporal = pop_temporal(temporal_kwargs)
     pipe = build_pipeline(

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..pipeline.speed import SpeedSettings, speed_fields
-from ..pipeline.transfer import parse_work_size
+from ..pipeline.transfer import DEFAULT_TRANSFER_FIT, TRANSFER_FITS, parse_work_size
 
 WORK_SIZE_HELP = (
     "Resolution the network runs at; the result is carried to full resolution by guided transfer. "
@@ -27,6 +27,17 @@ def work_size_option(default: str = "auto") -> Callable:
     return click.option(
         "--work-size", default=default, show_default=True, help=WORK_SIZE_HELP, callback=_check_work_size
     )
+
+
+transfer_fit_option = click.option(
+    "--transfer-fit",
+    type=click.Choice(list(TRANSFER_FITS)),
+    default=DEFAULT_TRANSFER_FIT,
+    show_default=True,
+    help="Shape of the fit that carries the working-size result to full resolution: "
+    + "; ".join(f"{name}: {fit.summary}" for name, fit in TRANSFER_FITS.items())
+    + ".",
+)
 
 
 _STREAM_OPTIONS = (
@@ -59,8 +70,8 @@ _STREAM_OPTIONS = (
 
 
 def speed_options(f: Callable) -> Callable:
-    """``--work-size``, ``--keyframe-interval``, ``--scene-cut`` and the engine tuning switches."""
-    for option in reversed(_STREAM_OPTIONS):
+    """``--work-size``, ``--transfer-fit``, ``--keyframe-interval``, ``--scene-cut`` and the engine tuning switches."""
+    for option in reversed((transfer_fit_option, *_STREAM_OPTIONS)):
         f = option(f)
     return work_size_option()(f)
 

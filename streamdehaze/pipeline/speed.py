@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import InputError
 from .engine import Engine
-from .transfer import CoeffHook, GuidedTransfer, WorkSize, parse_work_size
+from .transfer import DEFAULT_TRANSFER_FIT, CoeffHook, GuidedTransfer, WorkSize, check_transfer_fit, parse_work_size
 from .tuning import EngineOptions
 
 
@@ -25,7 +25,8 @@ from .tuning import EngineOptions
 class SpeedSettings:
     """``work_size``: ``auto`` (the model's or the device's default), ``full``, a short side (``540``) or a scale
     (``0.5``); ``keyframe_interval``: run the network every K frames; ``scene_cut``: thumbnail
-    change that forces a keyframe; the rest: :class:`~.tuning.EngineOptions` (None = device default)."""
+    change that forces a keyframe; ``transfer_fit``: the shape of the guided transfer's fit
+    (:data:`~.transfer.TRANSFER_FITS`); the rest: :class:`~.tuning.EngineOptions` (None = device default)."""
 
     work_size: str | float | WorkSize | None = "auto"
     keyframe_interval: int = 1
@@ -35,6 +36,10 @@ class SpeedSettings:
     compile: bool = False
     cuda_graphs: bool = False
     device_yuv: bool | None = None
+    transfer_fit: str = DEFAULT_TRANSFER_FIT
+
+    def __post_init__(self) -> None:
+        check_transfer_fit(self.transfer_fit)
 
     def resolved_work_size(self, device: torch.device | str, model: object = None) -> WorkSize:
         """``model``: the network (or :class:`~..nets.dehazer.Dehazer`) ``auto`` may defer to."""
@@ -47,7 +52,9 @@ class SpeedSettings:
         self, device: torch.device | str, coeff_hook: CoeffHook | object | None = None, model: object = None
     ) -> GuidedTransfer:
         work = self.resolved_work_size(device, model)
-        return GuidedTransfer(work, self.keyframe_interval, self.scene_cut, coeff_hook=coeff_hook)
+        return GuidedTransfer(
+            work, self.keyframe_interval, self.scene_cut, coeff_hook=coeff_hook, fit=self.transfer_fit
+        )
 
     def build_engine(
         self,
@@ -93,6 +100,7 @@ def _bool(text: str) -> bool:
 
 OVERRIDE_KEYS: dict[str, tuple[str, Any]] = {
     "work-size": ("work_size", str),
+    "transfer-fit": ("transfer_fit", check_transfer_fit),
     "keyframe-interval": ("keyframe_interval", int),
     "scene-cut": ("scene_cut", float),
     "channels-last": ("channels_last", _bool),

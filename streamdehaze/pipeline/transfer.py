@@ -147,18 +147,44 @@ def parse_work_size(
     raise InputError(f"--work-size {value!r}: {hint}; a short side must be >= {MIN_SIDE}")
 
 
-def default_radius(height: int, width: int) -> int:
-    """Box radius of the affine fit at the working size: about 1/60 of the short side, at least 1.
+@dataclass(frozen=True)
+class TransferFit:
+    """How the affine fit that carries the network's result to full resolution is shaped."""
 
-    Chosen on SOTS dev at 1/2 working size (``benchmarks/work_size_quality.py --radius``): radius
-    4 at a 230-pixel short side lost 0.32/−0.14 dB (indoor/outdoor) against 0.66/0.54 dB at radius 1.
-    A wider window scores higher on still images but flickers more in video. With the shipped
-    AECR-Net at short side 160, 1/20 (radius 8) gave 24.99/25.50 dB on the dev splits against 24.80/25.18.
-    On the foggy drive (``benchmarks/temporal_quality.py --model dcp --work-size auto``) it left the
-    default ``ema`` smoothing at 0.885× the frame-by-frame flicker, above that mode's 0.8× bar
-    (0.779× at 1/60 when the bar was set).
+    divisor: int  # box radius = working short side / divisor (at least 1)
+    shared_gain: bool  # one gain for R, G, B (offsets per channel) instead of one per channel
+    summary: str
+
+
+# ``--transfer-fit``. On the foggy drive (``benchmarks/temporal_quality.py --model aecrnet
+# --work-size 160 --decompose``) the wide fit's own frame-to-frame change is the smaller one; it
+# flickers more in total because it carries the input's frame-to-frame noise at a larger gain
+# (mean |a| 1.4 against 0.85), which smoothing the coefficients cannot remove. docs/performance.md.
+TRANSFER_FITS = {
+    "local": TransferFit(60, False, "a gain per channel over 1/60 of the working short side (least flicker in video)"),
+    "wide": TransferFit(20, True, "one gain for RGB over 1/20 (sharper: +0.25 dB on SOTS dev; 17% more video flicker)"),
+}
+DEFAULT_TRANSFER_FIT = "local"
+
+
+def check_transfer_fit(name: str) -> str:
+    if name not in TRANSFER_FITS:
+        raise InputError(f"--transfer-fit {name!r}: expected one of {', '.join(TRANSFER_FITS)}")
+    return name
+
+
+def default_radius(height: int, width: int, fit: str = DEFAULT_TRANSFER_FIT) -> int:
+    """Box radius of the affine fit at the working size: the short side / the fit's divisor, at least 1.
+
+    ``local`` (1/60) was chosen on SOTS dev at 1/2 working size (``benchmarks/work_size_quality.py
+    --radius``): radius 4 at a 230-pixel short side lost 0.32/−0.14 dB (indoor/outdoor) against
+    0.66/0.54 dB at radius 1. A wider window scores higher on still images but flickers more in
+    video: with the shipped AECR-Net at short side 160, 1/20 (radius 8) gave 24.99/25.50 dB on the
+    dev splits against 24.80/25.18, and with DCP (``benchmarks/temporal_quality.py --model dcp
+    --work-size auto``) it left the default ``ema`` smoothing at 0.885× the frame-by-frame flicker,
+    above that mode's 0.8× bar (0.779× at 1/60 when the bar was set).
     """
-    return max(1, round(min(height, width) / 60))
+    return max(1, round(min(height, width) / TRANSFER_FITS[fit].divisor))
 
 
 def fit_coefficients(
@@ -236,12 +262,13 @@ class GuidedTransfer:
         work_size: where the network runs (:class:`WorkSize`; :func:`parse_work_size` for text).
         keyframe_interval: run the network every K frames and reuse its coefficients between.
         scene_cut: threshold of :class:`KeyframeScheduler` (only matters for K > 1).
-        radius: box radius of the affine fit at the working size; None = :func:`default_radius`.
+        radius: box radius of the affine fit at the working size; None = :func:`default_radius` of ``fit``.
         eps: regularisation of the fit (larger = smoother ``a`` in flat regions).
-        shared_gain: one gain ``a`` for the three channels (offsets per channel), the form the
-            scattering model gives dehazing. It is off by default. With the shipped AECR-Net it added
-            0.08/0.12 dB on the SOTS dev splits, but more flicker under ``--temporal ema`` on the foggy drive.
         coeff_hook: the temporal smoother's plug, see the module docstring.
+        shared_gain: one gain ``a`` for the three channels (offsets per channel), the form the
+            scattering model gives dehazing; None = ``fit``'s. Alone, with the shipped AECR-Net, it
+            added 0.08/0.12 dB on the SOTS dev splits, and more flicker under ``--temporal ema``.
+        fit: a :data:`TRANSFER_FITS` name, the preset for ``radius`` and ``shared_gain``.
     """
 
     def __init__(
@@ -252,14 +279,17 @@ class GuidedTransfer:
         radius: int | None = None,
         eps: float = 1e-4,
         coeff_hook: CoeffHook | object | None = None,
-        shared_gain: bool = False,
+        shared_gain: bool | None = None,
+        fit: str = DEFAULT_TRANSFER_FIT,
     ) -> None:
         self.work_size = parse_work_size(work_size)
         self.scheduler = KeyframeScheduler(keyframe_interval, scene_cut)
+        self.fit = check_transfer_fit(fit)
         self.radius = radius
         self.eps = eps
-        self.shared_gain = shared_gain
+        self.shared_gain = TRANSFER_FITS[fit].shared_gain if shared_gain is None else shared_gain
         self.coeff_hook = coeff_hook
+        self.last_coefficients: tuple[Tensor, Tensor] | None = None  # (a, b) applied to the last batch
         self._a: Tensor | None = None  # the last keyframe's coefficients (1, 3, h, w)
         self._b: Tensor | None = None
         self._shape: tuple[int, ...] | None = None
@@ -280,6 +310,8 @@ class GuidedTransfer:
 
     def describe(self, height: int | None = None, width: int | None = None) -> str:
         text = f"working size {self.work_size.describe(height, width)}"
+        if self.fit != DEFAULT_TRANSFER_FIT and not self.work_size.is_full:
+            text += f", {self.fit} transfer fit"
         if self.keyframe_interval > 1:
             text += f", keyframe every {self.keyframe_interval} frames (scene cut > {self.scheduler.scene_cut:g})"
         return text
@@ -313,6 +345,7 @@ class GuidedTransfer:
             plan = self.scheduler.plan(signature(low).cpu().numpy())
             a, b = self._coefficients(run_model, low, plan)
             a, b = self._hook(low, a, b, plan)
+            self.last_coefficients = (a, b)
             return apply_affine(a, b, x.float())
 
     def _coefficients(self, run_model, low: Tensor, plan: list[str | None]) -> tuple[Tensor, Tensor]:
@@ -340,7 +373,8 @@ class GuidedTransfer:
         return torch.cat(bank_a).index_select(0, idx), torch.cat(bank_b).index_select(0, idx)
 
     def _fit(self, low: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        return fit_coefficients(low, y, self.radius, self.eps, self.shared_gain)
+        radius = self.radius if self.radius is not None else default_radius(*low.shape[-2:], self.fit)
+        return fit_coefficients(low, y, radius, self.eps, self.shared_gain)
 
     def _hook(self, low: Tensor, a: Tensor, b: Tensor, plan: list[str | None]) -> tuple[Tensor, Tensor]:
         hook = self.coeff_hook
