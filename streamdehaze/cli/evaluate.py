@@ -19,7 +19,7 @@ from ..metrics import psnr, ssim
 from ..nets.registry import load_model
 from ..ops.color import to_tensor
 from ..pairs import find_pairs
-from ..pipeline.transfer import parse_work_size
+from ..pipeline.work_size import parse_work_size
 from .common import console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
 

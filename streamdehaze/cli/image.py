@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..images import dehaze_image
 from ..io.stills import expand_inputs, read_image, write_image
 from ..nets.registry import load_model
-from ..pipeline.transfer import parse_work_size
+from ..pipeline.work_size import parse_work_size
 from .common import console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
 

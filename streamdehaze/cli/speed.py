@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from ..pipeline.speed import SpeedSettings, speed_fields
-from ..pipeline.transfer import DEFAULT_TRANSFER_FIT, TRANSFER_FITS, parse_work_size
+from ..pipeline.transfer import DEFAULT_TRANSFER_FIT, TRANSFER_FITS
+from ..pipeline.work_size import parse_work_size
 
 WORK_SIZE_HELP = (
     "Resolution the network runs at; the result is carried to full resolution by guided transfer. "

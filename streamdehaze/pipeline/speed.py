@@ -17,8 +17,9 @@ from torch import nn
 
 from ..errors import InputError
 from .engine import Engine
-from .transfer import DEFAULT_TRANSFER_FIT, CoeffHook, GuidedTransfer, WorkSize, check_transfer_fit, parse_work_size
+from .transfer import DEFAULT_TRANSFER_FIT, CoeffHook, GuidedTransfer, check_transfer_fit
 from .tuning import EngineOptions
+from .work_size import WorkSize, parse_work_size
 
 
 @dataclass

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from ..nets.dehazer import Dehazer
-from ..pipeline.transfer import GuidedTransfer, parse_work_size
+from ..pipeline.transfer import GuidedTransfer
+from ..pipeline.work_size import parse_work_size
 
 
 @torch.no_grad()
