@@ -17,7 +17,8 @@ from streamdehaze.api import build_pipeline
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.base import Source
 from streamdehaze.io.preview import PreviewHub
-from streamdehaze.io.preview_session import PreviewSource, ToggleModel, attach_preview, preview
+from streamdehaze.io.preview_session import ToggleModel, attach_preview, preview
+from streamdehaze.io.preview_source import PreviewSource
 from streamdehaze.pipeline.engine import Engine
 from streamdehaze.pipeline.temporal_engine import TemporalSettings
 
