@@ -19,6 +19,7 @@ from ..metrics import psnr, ssim
 from ..nets.registry import load_model
 from ..ops.color import to_tensor
 from ..pairs import find_pairs
+from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..pipeline.work_size import parse_work_size
 from .common import console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
@@ -40,7 +41,12 @@ def _scores(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate_set(
-    pairs: list[tuple[Path, Path]], dehazer, progress, baseline: bool, work_size=None, transfer_fit: str = "local"
+    pairs: list[tuple[Path, Path]],
+    dehazer,
+    progress,
+    baseline: bool,
+    work_size=None,
+    transfer_fit: str = DEFAULT_TRANSFER_FIT,
 ) -> list[dict]:
     rows = []
     task = progress.add_task(f"{pairs[0][0].parent}", total=len(pairs))

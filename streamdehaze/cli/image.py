@@ -11,6 +11,7 @@ from ..errors import InputError
 from ..images import dehaze_image
 from ..io.stills import expand_inputs, read_image, write_image
 from ..nets.registry import load_model
+from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..pipeline.work_size import parse_work_size
 from .common import console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
@@ -66,6 +67,7 @@ def command(
         for src, dst in zip(paths, outs):
             write_image(dst, dehaze_image(read_image(src), dehazer, work_size=work, transfer_fit=transfer_fit))
             progress.advance(task)
-    how = work.describe() + ("" if work.is_full or transfer_fit == "local" else f", {transfer_fit} transfer fit")
+    how = work.describe()
+    how += "" if work.is_full or transfer_fit == DEFAULT_TRANSFER_FIT else f", {transfer_fit} transfer fit"
     how += ", flip average" if flip_average else ""
     console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} on {dehazer.device} ({how})")
