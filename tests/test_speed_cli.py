@@ -87,23 +87,30 @@ def test_run_prints_the_device_default(tmp_path):
     assert "64x48, full resolution (short side 360, the device's default)" in result.stdout
 
 
+def hazy_pair(folder, size: tuple[int, int], seed: int = 1) -> str:
+    """One hazy/clear pair under ``folder`` (``hazy/1_1.png``, ``clear/1.png``); returns the hazy path."""
+    (folder / "hazy").mkdir(), (folder / "clear").mkdir()
+    clear = pattern_frame(seed, size)
+    write_image(folder / "clear" / "1.png", clear)
+    write_image(folder / "hazy" / "1_1.png", (0.6 * clear + 90).astype(np.uint8))
+    return str(folder / "hazy" / "1_1.png")
+
+
+def eval_json(folder, *options: str) -> dict:
+    """``eval --json`` of DCP on :func:`hazy_pair`'s folders with ``options``."""
+    result = invoke(
+        "eval", "--hazy", str(folder / "hazy"), "--clear", str(folder / "clear"), "-m", "dcp", *options, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def test_eval_and_image_at_a_working_size(tmp_path):
-    (tmp_path / "hazy").mkdir(), (tmp_path / "clear").mkdir()
-    clear = pattern_frame(1, (64, 48))
-    write_image(tmp_path / "clear" / "1.png", clear)
-    write_image(tmp_path / "hazy" / "1_1.png", (0.6 * clear + 90).astype(np.uint8))
-    scores = {}
-    for ws in ("full", "0.5"):
-        result = invoke(
-            "eval", "--hazy", str(tmp_path / "hazy"), "--clear", str(tmp_path / "clear"), "-m", "dcp",
-            "--work-size", ws, "--json",
-        )  # fmt: skip
-        assert result.exit_code == 0, result.output
-        scores[ws] = json.loads(result.stdout)
+    hazy = hazy_pair(tmp_path, (64, 48))
+    scores = {ws: eval_json(tmp_path, "--work-size", ws) for ws in ("full", "0.5")}
     assert scores["full"]["work_size"] == "full resolution" and scores["0.5"]["work_size"] == "scale 0.5"
     # (DCP's 15-pixel patches see a different image at 32x24: the scores differ, by how much is not the point)
     assert scores["full"]["psnr"] != scores["0.5"]["psnr"] and scores["full"]["n"] == scores["0.5"]["n"] == 1
-    hazy = str(tmp_path / "hazy" / "1_1.png")
     result = invoke("image", hazy, "-o", str(tmp_path / "o"), "-m", "dcp", "--work-size", "0.5")
     assert result.exit_code == 0 and "scale 0.5" in result.stdout
     with av.open(str(tmp_path / "o" / "1_1.png")) as c:
@@ -130,21 +137,10 @@ def test_run_uses_the_working_size_the_weights_name(tmp_path):
 
 
 def test_transfer_fit_reaches_eval_image_and_bench_compare(tmp_path):
-    (tmp_path / "hazy").mkdir(), (tmp_path / "clear").mkdir()
-    clear = pattern_frame(2, (96, 64))
-    write_image(tmp_path / "clear" / "1.png", clear)
-    write_image(tmp_path / "hazy" / "1_1.png", (0.6 * clear + 90).astype(np.uint8))
-    scores = {}
-    for fit in ("local", "wide"):
-        result = invoke(
-            "eval", "--hazy", str(tmp_path / "hazy"), "--clear", str(tmp_path / "clear"), "-m", "dcp",
-            "--work-size", "0.5", "--transfer-fit", fit, "--json",
-        )  # fmt: skip
-        assert result.exit_code == 0, result.output
-        scores[fit] = json.loads(result.stdout)
+    hazy = hazy_pair(tmp_path, (96, 64), seed=2)
+    scores = {fit: eval_json(tmp_path, "--work-size", "0.5", "--transfer-fit", fit) for fit in ("local", "wide")}
     assert scores["local"]["transfer_fit"] == "local" and scores["wide"]["transfer_fit"] == "wide"
     assert scores["local"]["psnr"] != scores["wide"]["psnr"]
-    hazy = str(tmp_path / "hazy" / "1_1.png")
     result = invoke(
         "image", hazy, "-o", str(tmp_path / "o"), "-m", "dcp", "--work-size", "0.5", "--transfer-fit", "wide"
     )
