@@ -41,6 +41,7 @@ from streamdehaze.metrics import psnr_per_frame
 from streamdehaze.nets.registry import load_model
 from streamdehaze.pipeline.speed import SpeedSettings
 from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine
+from streamdehaze.pipeline.transfer import DEFAULT_TRANSFER_FIT, TRANSFER_FITS
 from streamdehaze.synthetic import moving_object_clip
 
 
@@ -144,7 +145,7 @@ def main() -> None:
     p.add_argument("--ghost-size", type=parse_size, default=(480, 270))
     p.add_argument("--ghost-frames", type=int, default=24)
     p.add_argument("--work-size", default="full", help="engine working size (full, auto, 360, 0.5, ...)")
-    p.add_argument("--transfer-fit", default="local", choices=["local", "wide"], help="the guided transfer's fit")
+    p.add_argument("--transfer-fit", default=DEFAULT_TRANSFER_FIT, choices=list(TRANSFER_FITS), help="transfer fit")
     p.add_argument("--decompose", action="store_true", help="split the drive's flicker (needs a working size)")
     p.add_argument("--modes", default="off,ema,flow,pixel")
     p.add_argument("--strength", type=float, default=0.8)

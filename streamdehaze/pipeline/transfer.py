@@ -55,7 +55,12 @@ class TransferFit:
 # (mean |a| 1.4 against 0.85), which smoothing the coefficients cannot remove. docs/performance.md.
 TRANSFER_FITS = {
     "local": TransferFit(60, False, "a gain per channel over 1/60 of the working short side (least flicker in video)"),
-    "wide": TransferFit(20, True, "one gain for RGB over 1/20 (sharper: +0.25 dB on SOTS dev; 17% more video flicker)"),
+    "wide": TransferFit(
+        20,
+        True,
+        "one gain for RGB over 1/20 (sharper stills: +0.25/+0.40 dB on SOTS indoor/outdoor dev; "
+        "17% more flicker in video)",
+    ),
 }
 DEFAULT_TRANSFER_FIT = "local"
 
