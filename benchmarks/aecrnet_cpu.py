@@ -15,9 +15,9 @@ import time
 
 import torch
 
+from streamdehaze.bench.flops import network_flops
 from streamdehaze.devices import device_name, resolve_device
 from streamdehaze.nets.aecrnet import AECRNet, count_parameters
-from streamdehaze.pipeline.flops import network_flops
 
 
 def check_fold(ngf: int) -> float:

@@ -1,6 +1,6 @@
 """Peak resident memory of the streaming pipeline against clip length.
 
-For each ``--frames`` count, generates an H.264 clip (``streamdehaze.pipeline.bench.make_clip``),
+For each ``--frames`` count, generates an H.264 clip (``streamdehaze.bench.measure.make_clip``),
 then dehazes it in a fresh child process and reads that process's peak RSS (``VmHWM`` from
 /proc/self/status, which is what ``resource.getrusage`` reports as ``ru_maxrss`` too). Memory is
 bounded when the peak does not grow with the length: the queues hold at most
@@ -74,7 +74,7 @@ def main() -> None:
         child(args.child[0], args.child[1], args.model, args.batch)
         return
 
-    from streamdehaze.pipeline.bench import make_clip
+    from streamdehaze.bench.measure import make_clip
 
     width, height = (int(v) for v in args.resolution.lower().split("x"))
     runs = {}

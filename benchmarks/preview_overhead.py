@@ -37,12 +37,12 @@ import torch
 
 from streamdehaze.api import build_pipeline
 from streamdehaze.devices import device_name, resolve_device
-from streamdehaze.io.preview import PreviewHub
-from streamdehaze.io.preview_session import PreviewOutputs, attach_preview
 from streamdehaze.nets.aecrnet import AECRNet
 from streamdehaze.nets.dehazer import Dehazer
 from streamdehaze.nets.registry import load_model
 from streamdehaze.pipeline.speed import SpeedSettings
+from streamdehaze.preview.hub import PreviewHub
+from streamdehaze.preview.session import PreviewOutputs, attach_preview
 
 MODES = ("off", "idle", "watching", "stalled")
 
@@ -131,7 +131,7 @@ def component_costs(size: str, repeats: int = 50) -> tuple[float, float]:
     import numpy as np
 
     from streamdehaze.frames import Frame
-    from streamdehaze.io.preview_web import WebPreview
+    from streamdehaze.preview.web import WebPreview
 
     w, h = (int(v) for v in size.split("x"))
     rng = np.random.default_rng(0)

@@ -34,7 +34,7 @@ from streamdehaze.nets.registry import find_shipped, load_model
 from streamdehaze.ops.color import to_tensor
 from streamdehaze.pairs import find_pairs
 from streamdehaze.pipeline.transfer import GuidedTransfer
-from streamdehaze.pipeline.work_size import parse_work_size
+from streamdehaze.work_size import parse_work_size
 
 SPLITS = ("sots-indoor/dev", "sots-outdoor/dev")
 

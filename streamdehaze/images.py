@@ -9,7 +9,7 @@ from .nets.dehazer import Dehazer
 from .nets.registry import load_model
 from .ops.color import to_tensor, to_uint8
 from .pipeline.transfer import DEFAULT_TRANSFER_FIT, GuidedTransfer
-from .pipeline.work_size import WorkSize, parse_work_size
+from .work_size import WorkSize, parse_work_size
 
 
 def dehaze_image(

@@ -57,9 +57,9 @@ def chromium(tmp: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     """The preview of HAZY served on 0.0.0.0 (random token); yields (url via 127.0.0.1, hub, expected images)."""
-    from streamdehaze.io.preview_session import preview
     from streamdehaze.nets.registry import load_model
     from streamdehaze.pipeline.engine import Engine
+    from streamdehaze.preview.session import preview
 
     model = load_model("dcp", device="cpu")
     src = open_source(HAZY)

@@ -16,11 +16,11 @@ from media import make_clip, pattern_frame, read_index, read_video
 from streamdehaze.api import build_pipeline
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.base import Source
-from streamdehaze.io.preview import PreviewHub
-from streamdehaze.io.preview_session import ToggleModel, attach_preview, preview
-from streamdehaze.io.preview_source import PreviewSource
 from streamdehaze.pipeline.engine import Engine
 from streamdehaze.pipeline.temporal_engine import TemporalSettings
+from streamdehaze.preview.hub import PreviewHub
+from streamdehaze.preview.session import ToggleModel, attach_preview, preview
+from streamdehaze.preview.source import PreviewSource
 
 OFF = TemporalSettings("off")
 
@@ -258,7 +258,7 @@ def _live_recording(client: str | None) -> tuple[float, int, int]:
     import http.client
     import socket
 
-    from streamdehaze.io.preview_session import PreviewOutputs
+    from streamdehaze.preview.session import PreviewOutputs
 
     hub, writes = PreviewHub(), []
     pipe = build_pipeline(
@@ -400,7 +400,7 @@ def test_cli_preview_with_flip_average_runs_the_mirrored_network(small_clip):
     from click.testing import CliRunner
 
     from streamdehaze.cli import main
-    from streamdehaze.io.preview_session import build_preview_pipeline
+    from streamdehaze.preview.session import build_preview_pipeline
 
     for on in (False, True):  # the flag reaches the network behind the dehazing switch
         pipe = build_preview_pipeline(str(small_clip), PreviewHub("."), "aecrnet", device="cpu", flip_average=on)

@@ -16,9 +16,9 @@ import pytest
 
 from streamdehaze.errors import InputError
 from streamdehaze.frames import Frame
-from streamdehaze.io.preview import PreviewHub
-from streamdehaze.io.preview_http import BOUNDARY
-from streamdehaze.io.preview_web import WebPreview, is_loopback, parse_address
+from streamdehaze.preview.http import BOUNDARY
+from streamdehaze.preview.hub import PreviewHub
+from streamdehaze.preview.web import WebPreview, is_loopback, parse_address
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
 

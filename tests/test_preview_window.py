@@ -18,9 +18,9 @@ import pytest
 
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.base import Sink
-from streamdehaze.io.preview import Action, PreviewHub, PreviewSink, compose
-from streamdehaze.io.preview_window import KEYS, draw_overlay, key_action, overlay_lines
 from streamdehaze.io.stills import read_image
+from streamdehaze.preview.hub import Action, PreviewHub, PreviewSink, compose
+from streamdehaze.preview.window import KEYS, draw_overlay, key_action, overlay_lines
 
 
 def solid(rgb, h=40, w=60) -> np.ndarray:
@@ -206,8 +206,8 @@ import json, sys, time
 from fractions import Fraction
 import cv2, numpy as np
 from streamdehaze.frames import Frame
-from streamdehaze.io.preview import PreviewHub
-from streamdehaze.io.preview_window import PreviewWindow
+from streamdehaze.preview.hub import PreviewHub
+from streamdehaze.preview.window import PreviewWindow
 hub = PreviewHub(snapshot_dir=sys.argv[1])
 hub.on_change(lambda f, v: print(json.dumps({f: v}), flush=True))
 win = PreviewWindow(hub, title="sdtest")
@@ -338,7 +338,7 @@ def test_a_window_after_pyav_loaded_first_is_refused_not_hung(first, ok):
     # PyAV and opencv-python bundle the same libxcb extensions; loaded by PyAV first, Qt's window hangs.
     code = (
         f"import {first}, av, cv2\n"
-        "from streamdehaze.io.preview_window import check_display\n"
+        "from streamdehaze.preview.window import check_display\n"
         "try:\n    check_display()\nexcept Exception as err:\n    print(type(err).__name__, err)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DISPLAY": ":99"}, capture_output=True)

@@ -258,7 +258,7 @@ def test_run_command_smooths_by_default(tmp_path):
 
 
 def test_bench_measures_temporal_variants():
-    from streamdehaze.pipeline.bench import BenchSettings, bench_variants
+    from streamdehaze.bench.measure import BenchSettings, bench_variants
     from streamdehaze.pipeline.temporal_engine import TemporalEngine
 
     s = BenchSettings(model="dcp", work_size="full", temporal="off", compare=("temporal=flow,temporal-strength=0.5",))

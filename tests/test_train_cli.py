@@ -150,7 +150,7 @@ def test_export_writes_weights_and_card(tmp_path, pairs):
 def test_init_work_side_and_model_working_size(tmp_path, pairs):
     """--init starts from given weights, --work-side trains at a working size, and the exported
     file carries that size so --work-size auto/model run the network there."""
-    from streamdehaze.pipeline.work_size import FULL, parse_work_size
+    from streamdehaze.work_size import FULL, parse_work_size
 
     start = AECRNet(ngf=4)
     torch.nn.init.constant_(start.up3[1].bias, 0.25)

@@ -14,7 +14,7 @@ from streamdehaze.frames import Frame
 from streamdehaze.ops.color import to_tensor
 from streamdehaze.pipeline.engine import Engine
 from streamdehaze.pipeline.transfer import GuidedTransfer, KeyframeScheduler, default_radius
-from streamdehaze.pipeline.work_size import FULL, WorkSize, default_work_size, parse_work_size
+from streamdehaze.work_size import FULL, WorkSize, default_work_size, parse_work_size
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 

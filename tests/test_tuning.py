@@ -9,11 +9,11 @@ from test_engine import images, reference, small_aecrnet
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import deform_conv2d
 
+from streamdehaze.bench.flops import matmul_peak_tflops, network_flops
 from streamdehaze.errors import InputError
 from streamdehaze.nets.aecrnet import AECRNet
 from streamdehaze.nets.dehazer import Dehazer
 from streamdehaze.pipeline.engine import Engine
-from streamdehaze.pipeline.flops import matmul_peak_tflops, network_flops
 from streamdehaze.pipeline.speed import SpeedSettings, parse_overrides
 from streamdehaze.pipeline.tuning import EngineOptions, GraphedModel, model_runner
 
@@ -68,7 +68,7 @@ def test_network_flops_counts_convolutions_and_deformable_ones_exactly(monkeypat
     # torchvision's kernel (as on CUDA) is invisible to FlopCounterMode: the hook adds the 3x3 conv it computes
     with monkeypatch.context() as m:
         m.setattr("streamdehaze.nets.aecrnet.uses_sampled_deform", lambda x: False)
-        m.setattr("streamdehaze.pipeline.flops.uses_sampled_deform", lambda x: False)
+        m.setattr("streamdehaze.bench.flops.uses_sampled_deform", lambda x: False)
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             model(torch.rand(1, 3, 40, 60))
         dcn = 2 * 16 * 9 * 16 * 10 * 15  # the 16-channel deformable 3x3 conv at 1/4 size (10x15), applied twice

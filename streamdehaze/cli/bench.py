@@ -8,8 +8,8 @@ import re
 import click
 from rich.table import Table
 
+from ..bench.measure import MEASUREMENTS, BenchSettings, run_bench
 from ..errors import InputError
-from ..pipeline.bench import MEASUREMENTS, BenchSettings, run_bench
 from ..pipeline.speed import OVERRIDE_KEYS, parse_overrides
 from .common import console, console_err, device_option, flip_average_option, model_option, weights_option
 from .progress import key_value_table

@@ -20,7 +20,7 @@ from ..nets.registry import load_model
 from ..ops.color import to_tensor
 from ..pairs import find_pairs
 from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
-from ..pipeline.work_size import parse_work_size
+from ..work_size import parse_work_size
 from .common import console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
 

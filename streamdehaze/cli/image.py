@@ -12,7 +12,7 @@ from ..images import dehaze_image
 from ..io.stills import expand_inputs, read_image, write_image
 from ..nets.registry import load_model
 from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
-from ..pipeline.work_size import parse_work_size
+from ..work_size import parse_work_size
 from .common import console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
 

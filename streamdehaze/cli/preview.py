@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see io/preview_window.check_display
+import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/window.check_display
 
 from ..errors import InputError
 from .common import console, device_option, flip_average_option, model_option, weights_option
@@ -97,8 +97,8 @@ def command(
       streamdehaze preview rtsp://camera/stream --web 8080             # page on http://127.0.0.1:8080/
       streamdehaze preview rtsp://camera/stream --web 0.0.0.0:8080     # reachable from the network, with a token
     """
-    from ..io.preview_session import preview
     from ..pipeline.speed import SpeedSettings
+    from ..preview.session import preview
 
     if token is not None and web is None:
         raise InputError("--token applies to the web page; add --web [HOST:]PORT")
@@ -157,8 +157,8 @@ class RecordingPreview:
     """
 
     def __init__(self, pipe: Any, window: bool, web: str | None, token: str | None, snapshot_dir: str = ".") -> None:
-        from ..io.preview import PreviewHub
-        from ..io.preview_session import PreviewOutputs, attach_preview
+        from ..preview.hub import PreviewHub
+        from ..preview.session import PreviewOutputs, attach_preview
 
         if token is not None and web is None:
             raise InputError("--token applies to the web page; add --web [HOST:]PORT")

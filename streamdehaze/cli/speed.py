@@ -9,7 +9,7 @@ import click
 
 from ..pipeline.speed import SpeedSettings, speed_fields
 from ..pipeline.transfer import DEFAULT_TRANSFER_FIT, TRANSFER_FITS
-from ..pipeline.work_size import parse_work_size
+from ..work_size import parse_work_size
 
 WORK_SIZE_HELP = (
     "Resolution the network runs at; the result is carried to full resolution by guided transfer. "

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..work_size import WorkSize, parse_work_size
 from .engine import Engine
 from .transfer import DEFAULT_TRANSFER_FIT, CoeffHook, GuidedTransfer, check_transfer_fit
 from .tuning import EngineOptions
-from .work_size import WorkSize, parse_work_size
 
 
 @dataclass

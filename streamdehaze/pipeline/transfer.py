@@ -33,77 +33,20 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..ops.guided import apply_affine, fit_affine
-from .work_size import FULL, WorkSize, parse_work_size
+from ..ops.guided import apply_affine
+from ..ops.signature import signature
+from ..ops.transfer_fit import (  # noqa: F401 - re-exported: the transfer's presets live with the fit
+    DEFAULT_TRANSFER_FIT,
+    TRANSFER_FITS,
+    TransferFit,
+    check_transfer_fit,
+    default_radius,
+    fit_coefficients,
+)
+from ..work_size import FULL, WorkSize, parse_work_size
 
 Tensor = torch.Tensor
 CoeffHook = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
-
-
-@dataclass(frozen=True)
-class TransferFit:
-    """How the affine fit that carries the network's result to full resolution is shaped."""
-
-    divisor: int  # box radius = working short side / divisor (at least 1)
-    shared_gain: bool  # one gain for R, G, B (offsets per channel) instead of one per channel
-    summary: str
-
-
-# ``--transfer-fit``. On the foggy drive (``benchmarks/temporal_quality.py --model aecrnet
-# --work-size 160 --decompose``) the wide fit's own frame-to-frame change is the smaller one; it
-# flickers more in total because it carries the input's frame-to-frame noise at a larger gain
-# (mean |a| 1.4 against 0.85), which smoothing the coefficients cannot remove. docs/performance.md.
-TRANSFER_FITS = {
-    "local": TransferFit(60, False, "a gain per channel over 1/60 of the working short side (least flicker in video)"),
-    "wide": TransferFit(
-        20,
-        True,
-        "one gain for RGB over 1/20 (sharper stills: +0.25/+0.40 dB on SOTS indoor/outdoor dev; "
-        "17% more flicker in video)",
-    ),
-}
-DEFAULT_TRANSFER_FIT = "local"
-
-
-def check_transfer_fit(name: str) -> str:
-    if name not in TRANSFER_FITS:
-        raise InputError(f"--transfer-fit {name!r}: expected one of {', '.join(TRANSFER_FITS)}")
-    return name
-
-
-def default_radius(height: int, width: int, fit: str = DEFAULT_TRANSFER_FIT) -> int:
-    """Box radius of the affine fit at the working size: the short side / the fit's divisor, at least 1.
-
-    ``local`` (1/60) was chosen on SOTS dev at 1/2 working size (``benchmarks/work_size_quality.py
-    --radius``): radius 4 at a 230-pixel short side lost 0.32/−0.14 dB (indoor/outdoor) against
-    0.66/0.54 dB at radius 1. A wider window scores higher on still images but flickers more in
-    video: with the shipped AECR-Net at short side 160, 1/20 (radius 8) gave 24.99/25.50 dB on the
-    dev splits against 24.80/25.18, and with DCP (``benchmarks/temporal_quality.py --model dcp
-    --work-size auto``) it left the default ``ema`` smoothing at 0.885× the frame-by-frame flicker,
-    above that mode's 0.8× bar (0.779× at 1/60 when the bar was set).
-    """
-    return max(1, round(min(height, width) / TRANSFER_FITS[fit].divisor))
-
-
-def fit_coefficients(
-    low: Tensor, y: Tensor, radius: int | None = None, eps: float = 1e-4, shared_gain: bool = False
-) -> tuple[Tensor, Tensor]:
-    """The transfer's ``(a, b)`` ``(B, 3, h, w)`` for ``y ≈ a · low + b``: :func:`fit_affine` on data
-    centred per frame and channel (float32 variances of values near 0.8 lose digits to cancellation;
-    centred ones near 0 do not), then ``b`` moved back. ``radius`` None: :func:`default_radius`.
-
-    Differentiable: ``train fit --fit-loss`` puts it behind the network, so training sees the
-    result that inference delivers.
-    """
-    r = radius if radius is not None else default_radius(*low.shape[-2:])
-    mx, my = low.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
-    a, b = fit_affine(low - mx, y - my, r, eps, shared_gain)
-    return a, b + my - a * mx
-
-
-def signature(low: Tensor) -> Tensor:
-    """``(B, 3, h, w)`` → ``(B, 48)`` float: a 4×4 colour thumbnail, what scene cuts are judged by."""
-    return F.adaptive_avg_pool2d(low.float(), (4, 4)).flatten(1)
 
 
 @dataclass

@@ -127,7 +127,7 @@ class TrainConfig:
             f"cr_negatives {self.cr_negatives}: needs at most {micro - 1} (other images of a micro-batch of {micro})",
         )
         from ..errors import InputError
-        from ..pipeline.work_size import parse_work_size
+        from ..work_size import parse_work_size
 
         try:  # a typo here would otherwise surface at the first validation, steps into the run
             parse_work_size(self.val_work_size)

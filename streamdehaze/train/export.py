@@ -33,7 +33,7 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
     """What the weight file records about its training (plain types only).
 
     ``work_side``: the short side ``--work-size auto`` runs the network at (see
-    :func:`streamdehaze.pipeline.work_size.default_work_size`); None = :func:`default_work_side`.
+    :func:`streamdehaze.work_size.default_work_size`); None = :func:`default_work_side`.
     """
     cfg = TrainConfig.from_dict(ckpt["config"])
     world = int(ckpt.get("world_size", 1))

@@ -28,7 +28,7 @@ import torch
 from ..devices import device_name
 from ..errors import ModelError, TrainError
 from ..nets.aecrnet import AECRNet
-from ..pipeline.transfer import fit_coefficients
+from ..ops.transfer_fit import fit_coefficients
 from ..weights import apply_state_dict, read_weights
 from . import distributed as D
 from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..nets.dehazer import Dehazer
 from ..pipeline.transfer import GuidedTransfer
-from ..pipeline.work_size import parse_work_size
+from ..work_size import parse_work_size
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Wiring a pipeline to the live preview: model switch, window/web outputs, the preview run.
 
 :func:`preview` is what ``streamdehaze preview`` runs: the source played in real time by
-:class:`~.preview_source.PreviewSource` (files at their own frame rate, paced by pts, live sources
+:class:`~.source.PreviewSource` (files at their own frame rate, paced by pts, live sources
 at theirs), the real
 :class:`~streamdehaze.pipeline.runner.Pipeline` with batch 1 and short queues (frames are dropped,
 counted, when inference falls behind), and a :class:`~.preview.PreviewSink` feeding the window
@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import cv2  # noqa: F401 - before PyAV (imported below): see preview_window.check_display
+import cv2  # noqa: F401 - before PyAV (imported below): see preview/window.check_display
 from torch import nn
 
-from streamdehaze.io.preview import PreviewHub, PreviewSink
-from streamdehaze.io.preview_source import PreviewSource
+from .hub import PreviewHub, PreviewSink
+from .source import PreviewSource
 
 
 class ToggleModel(nn.Module):
@@ -71,8 +71,8 @@ class PreviewOutputs:
 
     def start(self) -> str | None:
         """Open the window and start the server; returns the page's URL (with its token) or None."""
-        from streamdehaze.io.preview_web import WebPreview, parse_address
-        from streamdehaze.io.preview_window import PreviewWindow
+        from .web import WebPreview, parse_address
+        from .window import PreviewWindow
 
         if self.web_address is not None:
             host, port = parse_address(self.web_address)
@@ -162,14 +162,14 @@ def build_preview_pipeline(
     """
     import dataclasses
 
-    from streamdehaze.devices import resolve_device
-    from streamdehaze.io.sources import open_source
-    from streamdehaze.nets.registry import load_model
-    from streamdehaze.pipeline.engine import _model_device
-    from streamdehaze.pipeline.runner import Pipeline
-    from streamdehaze.pipeline.speed import SpeedSettings
-    from streamdehaze.pipeline.temporal_dcp import with_smoothed_airlight
-    from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine
+    from ..devices import resolve_device
+    from ..io.sources import open_source
+    from ..nets.registry import load_model
+    from ..pipeline.engine import _model_device
+    from ..pipeline.runner import Pipeline
+    from ..pipeline.speed import SpeedSettings
+    from ..pipeline.temporal_dcp import with_smoothed_airlight
+    from ..pipeline.temporal_engine import TemporalSettings, build_engine
 
     speed = dataclasses.replace(speed or SpeedSettings(), device_yuv=False)  # the preview shows RGB frames
     temporal = temporal or TemporalSettings()

@@ -2,7 +2,7 @@
 
 OpenCV's GUI must be driven from one thread; :meth:`PreviewWindow.tick` is meant to be called
 often (e.g. as the pipeline's ``on_progress`` callback, every 20 ms) from the main thread. It
-shows the newest frame of a :class:`~streamdehaze.io.preview.PreviewHub`, refreshes the overlay
+shows the newest frame of a :class:`~streamdehaze.preview.hub.PreviewHub`, refreshes the overlay
 and turns key presses into actions with :func:`key_action`, a pure function of the key code.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamdehaze.errors import InputError, StreamDehazeError
-from streamdehaze.io.preview import Action, PreviewHub
+from ..errors import InputError, StreamDehazeError
+from .hub import Action, PreviewHub
 
 # Key code (as returned by cv2.waitKeyEx) -> action. Arrow keys differ between GUI backends.
 KEYS: dict[int, Action] = {

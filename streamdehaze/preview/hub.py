@@ -7,8 +7,8 @@ pipeline. User controls (pause, snapshot, toggles, view) are :class:`Action` val
 :meth:`PreviewHub.apply`, whichever output they came from.
 
 Also here: :func:`compose` (the side-by-side / split view) and :class:`PreviewSink` (a sink that
-publishes, optionally after writing to a recording sink). :mod:`.preview_session` wires a
-pipeline to the hub; :mod:`.preview_window` and :mod:`.preview_web` are the outputs.
+publishes, optionally after writing to a recording sink). :mod:`.session` wires a
+pipeline to the hub; :mod:`.window` and :mod:`.web` are the outputs.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamdehaze.frames import Frame, StreamInfo
-from streamdehaze.io.base import Sink
-from streamdehaze.io.stills import write_image
+from ..frames import Frame, StreamInfo
+from ..io.base import Sink
+from ..io.stills import write_image
 
 VIEWS = ("side", "split")
 

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import torch
 
-from ..errors import InputError
+from .errors import InputError
 
 # Default working sizes: the short side AECR-Net runs at, per device type. On CPU 360 keeps
 # AECR-Net at seconds per 720p frame instead of half a minute; on a GPU frames up to 1080p run at

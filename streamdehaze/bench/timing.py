@@ -1,4 +1,4 @@
-"""The timed measurements of ``streamdehaze bench`` (:mod:`.bench` builds the settings, inputs and
+"""The timed measurements of ``streamdehaze bench`` (:mod:`.measure` builds the settings, inputs and
 report): the model on a device-resident batch, the engine, decode, encode and the whole pipeline.
 
 Each function warms up on ``s.warmup`` frames, then times ``s.frames`` frames; GPU work is
@@ -19,10 +19,10 @@ import torch
 from ..frames import Frame, StreamInfo
 from ..ops.color import to_tensor, to_uint8
 from ..ops.yuv import planes_to_rgb_image, rgb_to_yuv420p, yuv_meta
-from .runner import Pipeline, PipelineStats
+from ..pipeline.runner import Pipeline, PipelineStats
 
 if TYPE_CHECKING:
-    from .bench import BenchSettings
+    from .measure import BenchSettings
 
 
 def _sync(device: torch.device) -> None:

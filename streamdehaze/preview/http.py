@@ -1,7 +1,7 @@
 """The browser preview's HTTP request handler: routing, access checks and the MJPEG stream.
 
 The server and its state (JPEG encoder, clients, token, host checks) are
-:class:`~streamdehaze.io.preview_web.WebPreview`; this handler serves one request against it.
+:class:`~streamdehaze.preview.web.WebPreview`; this handler serves one request against it.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from streamdehaze.io.preview import Action
-from streamdehaze.io.preview_page import PAGE
+from .hub import Action
+from .page import PAGE
 
 if TYPE_CHECKING:
-    from streamdehaze.io.preview_web import _Server
+    from .web import _Server
 
 BOUNDARY = "streamdehazeframe"
 SEND_BUFFER = 256 * 1024  # bytes of socket send buffer per stream client (Linux doubles it)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..nets.aecrnet import uses_sampled_deform
-from .tuning import PRECISION_DTYPES
+from ..pipeline.tuning import PRECISION_DTYPES
 
 _PROBE = 64  # side of the square the count is made at (a multiple of every network's padding)
 

@@ -16,7 +16,7 @@ the model, engine and end-to-end figures; "model" then means the network behind 
 on a device-resident batch. ``compare`` adds variants (``key=value,...`` overrides of the settings)
 measured in the same rounds, interleaved, so their ratios to the base settings (``variants`` in the
 result, ``*_speedup``, and per round ``*_speedup_rounds``) are fair on a shared machine.
-``measure`` picks which figures to take. The timed loops are in :mod:`.bench_timing`.
+``measure`` picks which figures to take. The timed loops are in :mod:`.timing`.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import torch
 from ..devices import device_name, resolve_device
 from ..frames import StreamInfo
 from ..nets.dehazer import Dehazer
-from .bench_timing import precision_error, time_decode, time_encode, time_end_to_end, time_engine, time_model
-from .engine import Engine
-from .speed import SpeedSettings, parse_overrides
+from ..pipeline.engine import Engine
+from ..pipeline.speed import SpeedSettings, parse_overrides
+from .timing import precision_error, time_decode, time_encode, time_end_to_end, time_engine, time_model
 
 MEASUREMENTS = ("decode", "model", "engine", "encode", "end_to_end")
 
@@ -74,7 +74,7 @@ class BenchSettings(SpeedSettings):
     temporal_strength: float = 0.8
 
     def engine(self, model: torch.nn.Module, device: torch.device) -> Engine:
-        from .temporal_engine import TemporalSettings, build_engine
+        from ..pipeline.temporal_engine import TemporalSettings, build_engine
 
         temporal = TemporalSettings(self.temporal, self.temporal_strength)
         return build_engine(self, model, device, self.precision, temporal=temporal)

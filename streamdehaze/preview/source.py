@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from streamdehaze.frames import Frame, StreamInfo
-from streamdehaze.io.base import Source
-from streamdehaze.io.preview import PreviewHub
+from ..frames import Frame, StreamInfo
+from ..io.base import Source
+from .hub import PreviewHub
 
 
 class PreviewSource(Source):

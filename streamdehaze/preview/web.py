@@ -3,8 +3,8 @@
 Routes: ``GET /`` (the page), ``GET /stream.mjpg`` (multipart/x-mixed-replace JPEG stream of the
 current view), ``GET /frame.jpg`` (the newest picture once), ``GET /stats`` (JSON: frames, fps,
 dropped, model fps, latency, controls, clients), ``POST /control`` (JSON ``{"action": "pause"}``,
-see :class:`~streamdehaze.io.preview.Action`). Anything else is 404. Requests are served by
-:class:`~streamdehaze.io.preview_http.PreviewHandler`.
+see :class:`~streamdehaze.preview.hub.Action`). Anything else is 404. Requests are served by
+:class:`~streamdehaze.preview.http.PreviewHandler`.
 
 Security: the server binds 127.0.0.1 unless told otherwise. On any other address (or whenever a
 token is given) every request must carry ``?token=TOKEN`` (403 otherwise); a random token is made
@@ -31,9 +31,9 @@ from urllib.parse import urlsplit
 
 import cv2
 
-from streamdehaze.errors import InputError
-from streamdehaze.io.preview import PreviewHub
-from streamdehaze.io.preview_http import PreviewHandler
+from ..errors import InputError
+from .http import PreviewHandler
+from .hub import PreviewHub
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_CPU_SHARE = 0.25  # of one core, for JPEG encoding while clients watch

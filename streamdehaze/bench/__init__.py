@@ -1,0 +1,1 @@
+"""``streamdehaze bench``: throughput measurements, their timing loops and the FLOP counter."""
