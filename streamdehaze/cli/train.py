@@ -68,6 +68,21 @@ _OPTIONS = [
         "(new scene colours under the same haze; needs --rehaze) [0].",
     ),
     click.option(
+        "--light",
+        type=float,
+        help="Chance that a synthetic or re-hazed sample gets light haze (a tenth to a third of its density) [0].",
+    ),
+    click.option(
+        "--identity",
+        type=float,
+        help="Chance that a sample is clear → clear, so haze-free input comes back unchanged [0].",
+    ),
+    click.option(
+        "--camera",
+        type=float,
+        help="Chance that the hazy input gets sensor noise and JPEG compression after the haze, as a camera adds [0].",
+    ),
+    click.option(
         "--augment",
         type=click.Choice(["dihedral", "mirror"]),
         help="Flips and rotations of the crops: dihedral (all 8) or mirror (left-right only, "
@@ -99,6 +114,19 @@ _OPTIONS = [
         default=None,
         help="Compute the losses on the network's output after the working-size transfer's affine fit "
         "(what --work-size inference delivers), not on the raw output [off].",
+    ),
+    click.option(
+        "--shadow-loss",
+        "shadow_weight",
+        type=float,
+        help="Weight of a log-domain L1 that weighs errors in dark regions by their relative size "
+        "(against crushed shadows) [0].",
+    ),
+    click.option(
+        "--colour-loss",
+        "colour_weight",
+        type=float,
+        help="Weight of the per-channel mean error (brightness and grey balance, against tints) [0].",
     ),
     click.option("--cr-weight", type=float, help="λ of REC + λ·CR; 0 trains with REC only (no VGG) [0.1]."),
     click.option(

@@ -41,6 +41,9 @@ class TrainConfig:
     # to the pair, t → t^s); pairs the model does not fit, such as real haze, stay as they are.
     rehaze: float = 0.0
     recolour: float = 0.0  # chance that a re-hazed pair's scene colours change first (tone curve, white balance)
+    light: float = 0.0  # chance that a synthetic or re-hazed sample gets light haze (haze.LIGHT_EXPONENT / light_beta)
+    identity: float = 0.0  # chance that a sample is clear → clear: haze-free input must come back unchanged
+    camera: float = 0.0  # chance that the input gets sensor noise and JPEG compression after the haze
     # Geometric augmentation: "dihedral" = the 8 flips/90° rotations; "mirror" = left-right flips
     # only, so images stay upright (floor below, far wall above), as every test image and video is.
     augment: str = "dihedral"
@@ -56,6 +59,10 @@ class TrainConfig:
     # Loss on what inference delivers: the network's output through the working-size transfer's
     # affine fit (pipeline/transfer.fit_coefficients at the default radius), not the raw output.
     fit_loss: bool = False
+    # Terms against what real fog showed (issue 16): a log-domain L1 that weighs errors in dark regions
+    # by their relative size (crushed shadows), and the per-channel mean error (grey balance, tint).
+    shadow_weight: float = 0.0
+    colour_weight: float = 0.0
     cr_weight: float = 0.1  # λ of REC + λ·CR; 0 = REC only (no VGG needed)
     cr_encoder: str = "imagenet"  # imagenet (torchvision cache or vgg_weights) | random (fixed seeded VGG19)
     vgg_weights: str | None = None  # torchvision's vgg19-dcbb9e9d.pth, if not in torch.hub's cache
@@ -112,6 +119,9 @@ class TrainConfig:
         _check(0 <= self.rehaze <= 1, f"rehaze {self.rehaze}: expected a probability in [0, 1]")
         _check(0 <= self.recolour <= 1, f"recolour {self.recolour}: expected a probability in [0, 1]")
         _check(not self.recolour or self.rehaze, "recolour acts on re-hazed pairs only: set rehaze too")
+        for name in ("light", "identity", "camera"):
+            _check(0 <= getattr(self, name) <= 1, f"{name} {getattr(self, name)}: expected a probability in [0, 1]")
+        _check(min(self.shadow_weight, self.colour_weight) >= 0, "shadow_weight and colour_weight must be >= 0")
         _check(self.augment in AUGMENTS, f"augment {self.augment!r}: expected one of {', '.join(AUGMENTS)}")
         _check(self.steps >= 1, f"steps {self.steps}: expected at least 1")
         _check(self.lr > 0 and all(0 <= b < 1 for b in self.betas), f"lr {self.lr} / betas {self.betas} out of range")

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import DataError, StreamDehazeError
 from ..pairs import find_pairs
-from .haze import random_haze, rehaze
+from .haze import LIGHT_EXPONENT, REHAZE_EXPONENT, degrade, random_haze, rehaze
 from .sources import ClearImages, PairedImages, paired_dirs, parse_source, read_data_image
 
 __all__ = [
@@ -108,10 +108,16 @@ class TrainSet(Dataset):
         rehaze: float = 0.0,
         augment: str = "dihedral",
         recolour: float = 0.0,
+        light: float = 0.0,
+        identity: float = 0.0,
+        camera: float = 0.0,
     ) -> None:
         self.sources = [s for s, _ in sources]
         self.rehaze = rehaze  # chance that a pair's haze is re-rendered at a new density
         self.recolour = recolour  # chance that a re-hazed pair's scene gets new colours first
+        self.light = light  # chance that a synthetic or re-hazed sample gets light haze
+        self.identity = identity  # chance that a sample is clear → clear (haze-free input stays as it is)
+        self.camera = camera  # chance that the input gets sensor noise and JPEG after the haze
         self.rotate = augment == "dihedral"  # "mirror": left-right flips only, images stay upright
         self.counts = [max(1, round(w * len(s))) for s, w in sources]
         self.starts = list(itertools.accumulate(self.counts, initial=0))
@@ -135,6 +141,10 @@ class TrainSet(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, index = key
         g = sample_generator(self.seed, epoch, index)
+        # Each optional step draws from its own stream: switching one on leaves the other draws as they were.
+        light = (
+            self.light and float(torch.rand((), generator=sample_generator(self.seed, epoch, index, 2))) < self.light
+        )
         src, item = self.locate(epoch, index)
         source = self.sources[src]
         if isinstance(source, PairedImages):
@@ -142,10 +152,17 @@ class TrainSet(Dataset):
             if self.rehaze:
                 gr = sample_generator(self.seed, epoch, index, stream=1)
                 if float(torch.rand((), generator=gr)) < self.rehaze:
-                    hazy, clear = rehaze(hazy, clear, gr, recolour=self.recolour)
+                    exponent = LIGHT_EXPONENT if light else REHAZE_EXPONENT
+                    hazy, clear = rehaze(hazy, clear, gr, exponent=exponent, recolour=self.recolour)
         else:
             (clear,), top, full_h = self._crop([source.load(item)], g)
-            hazy = random_haze(clear, g, top=top, full_h=full_h)[0]
+            hazy = random_haze(clear, g, top=top, full_h=full_h, light=light)[0]
+        if self.identity or self.camera:
+            gc = sample_generator(self.seed, epoch, index, stream=3)
+            if float(torch.rand((), generator=gc)) < self.identity:
+                hazy = clear
+            if float(torch.rand((), generator=gc)) < self.camera:
+                hazy = degrade(hazy, gc)
         flip, rot = bool(torch.rand((), generator=g) < 0.5), int(torch.randint(0, 4, (), generator=g))
         rot = rot if self.rotate else 0  # drawn either way: the other draws stay as they were
         return {"hazy": dihedral(hazy[0], flip, rot).contiguous(), "clear": dihedral(clear[0], flip, rot).contiguous()}
@@ -171,7 +188,7 @@ class TrainSet(Dataset):
 def build_trainset(specs: list[str], crop: int, seed: int = 0, **options: Any) -> TrainSet:
     """Open every source (checks run here, before training); :class:`DataError` on bad folders.
 
-    ``options``: :class:`TrainSet`'s work_side, rehaze, augment and recolour.
+    ``options``: :class:`TrainSet`'s work_side, rehaze, augment, recolour, light, identity and camera.
     """
     sources: list[tuple[PairedImages | ClearImages, float]] = []
     for text in specs:

@@ -48,6 +48,9 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
         "data": list(cfg.data),
         "rehaze": cfg.rehaze,
         "recolour": cfg.recolour,
+        "light": cfg.light,
+        "identity": cfg.identity,
+        "camera": cfg.camera,
         "augment": cfg.augment,
         "val": cfg.val,
         "val_work_size": cfg.val_work_size,
@@ -64,6 +67,8 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
             "rec": cfg.rec_loss,
             "rec_weight": 1.0,
             "fit": cfg.fit_loss,
+            "shadow_weight": cfg.shadow_weight,
+            "colour_weight": cfg.colour_weight,
             "cr_weight": cfg.cr_weight,
             "cr_layers": ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
             "cr_layer_weights": list(CR_WEIGHTS),
@@ -126,6 +131,10 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
     rec = {"l1": "L1", "l2": "L2 (MSE)"}[loss.get("rec", "l1")]
     if loss.get("fit"):
         rec += " on the output through the working-size transfer's fit (`--fit-loss`)"
+    if loss.get("shadow_weight"):
+        rec += f" + {loss['shadow_weight']:g}·shadow (log-domain L1)"
+    if loss.get("colour_weight"):
+        rec += f" + {loss['colour_weight']:g}·colour (per-channel mean)"
     rows = [
         ("architecture", f"AECR-Net (`aecrnet`), ngf {ngf}, {params:,} parameters"),
         ("weights", f"{'float16' if half else 'float32'} (`{name}.pt`, loaded as float32)"),
@@ -133,7 +142,10 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
             "training data",
             _data_text(meta["data"])
             + (f"; haze of {meta['rehaze']:.0%} of the pairs re-rendered (`--rehaze`)" if meta.get("rehaze") else "")
-            + (f", {meta['recolour']:.0%} of those recoloured (`--recolour`)" if meta.get("recolour") else ""),
+            + (f", {meta['recolour']:.0%} of those recoloured (`--recolour`)" if meta.get("recolour") else "")
+            + (f"; {meta['light']:.0%} light haze (`--light`)" if meta.get("light") else "")
+            + (f"; {meta['identity']:.0%} clear → clear (`--identity`)" if meta.get("identity") else "")
+            + (f"; {meta['camera']:.0%} with camera noise and JPEG (`--camera`)" if meta.get("camera") else ""),
         ),
         ("working size", _work_text(meta)),
         (

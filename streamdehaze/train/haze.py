@@ -17,6 +17,12 @@ Documented ranges (:class:`HazeRanges`): β ∈ [0.5, 2.5] per unit of relative 
 point keeps ``exp(−β)`` ∈ [0.08, 0.61] of its radiance); nearest depth ``d_min`` ∈ [0.05, 0.3];
 airlight grey level ∈ [0.7, 1.0] (as RESIDE) tinted per channel by a factor in [0.95, 1.05];
 horizon at 30–60 % of the image height; the hazy image is quantised to 8 bits like a real photo.
+
+Real fog differs from these clean renderings (issue 16: a model fitted to them crushed the near
+road of a real foggy drive to black). Closer to it: the density is patchy (β times a smooth random
+factor of ±0–60 %, :attr:`HazeRanges.patchy`), much of a drive sees light haze (``light=True``:
+β ∈ [0.03, 0.5]), and a camera adds sensor noise and compression *after* the haze
+(:func:`degrade`: Gaussian read noise, signal-dependent shot noise, JPEG at quality 35–95).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class HazeRanges:
     field_cells: tuple[int, int] = (2, 6)
     sky_luma: float = 0.75
     sky_std: float = 0.04
+    patchy: tuple[float, float] = (0.0, 0.6)  # amplitude of a smooth random factor on β (patchy fog)
+    light_beta: tuple[float, float] = (0.03, 0.5)  # β of a light-haze sample (``light=True``)
 
 
 DEFAULT_RANGES = HazeRanges()
@@ -127,25 +135,59 @@ def random_haze(
     top: int = 0,
     full_h: int | None = None,
     ranges: HazeRanges = DEFAULT_RANGES,
+    light: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Hazy version ``(1, 3, h, w)`` of a clear ``(1, 3, h, w)`` image in [0, 1], 8-bit quantised.
 
-    All randomness comes from ``g``; returns the image and the drawn parameters.
+    ``light``: β from :attr:`HazeRanges.light_beta` (thin haze) instead of :attr:`HazeRanges.beta`.
+    All randomness comes from ``g``; returns the image and the drawn parameters (``beta`` is the
+    density before the patchy factor, whose amplitude is ``patchy``).
     """
     depth = depth_prior(clear, g, top, full_h, ranges)
     d_min = _uniform(g, *ranges.d_min)
     depth = d_min + (1 - d_min) * depth
-    beta = _uniform(g, *ranges.beta)
+    patchy = _uniform(g, *ranges.patchy)
+    if patchy > 0:  # non-uniform density: optical depth β·d times a smooth factor in [1 - p, 1 + p]
+        depth = depth * (1 + patchy * (2 * random_field(*depth.shape[-2:], g, ranges.field_cells) - 1))
+    beta = _uniform(g, *(ranges.light_beta if light else ranges.beta))
     grey = _uniform(g, *ranges.airlight)
     tint = 1 + ranges.tint * (2 * torch.rand(3, generator=g) - 1)
     airlight = (grey * tint).clamp(max=1.0)
     hazy = quantise(scatter(clear, depth, beta, airlight))
-    params = {"beta": beta, "d_min": d_min, "airlight": grey, "t_min": math.exp(-beta)}
+    params = {"beta": beta, "d_min": d_min, "airlight": grey, "t_min": math.exp(-beta), "patchy": patchy}
     return hazy, params
+
+
+@dataclass(frozen=True)
+class CameraRanges:
+    """What a camera adds after the haze: read noise, shot noise, then JPEG (as H.264 does: blocks, ringing)."""
+
+    read_noise: tuple[float, float] = (0.0, 0.012)  # std in [0, 1] units
+    shot_noise: tuple[float, float] = (0.0, 0.02)  # std at level 1; scales with sqrt(level)
+    jpeg_quality: tuple[int, int] = (35, 95)
+
+
+DEFAULT_CAMERA = CameraRanges()
+
+
+def degrade(img: torch.Tensor, g: torch.Generator, ranges: CameraRanges = DEFAULT_CAMERA) -> torch.Tensor:
+    """``(1, 3, h, w)`` in [0, 1] → the same seen through a camera: noise, 8 bits, a JPEG round trip."""
+    import cv2
+    import numpy as np
+
+    read, shot = _uniform(g, *ranges.read_noise), _uniform(g, *ranges.shot_noise)
+    std = (read**2 + shot**2 * img.clamp_min(0)).sqrt()
+    noisy = (img + std * torch.randn(img.shape, generator=g)).clamp(0.0, 1.0)
+    quality = int(torch.randint(ranges.jpeg_quality[0], ranges.jpeg_quality[1] + 1, (), generator=g))
+    rgb = (noisy[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    back = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1] if ok else rgb
+    return torch.from_numpy(np.ascontiguousarray(back)).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 # Re-hazing a stored pair: the scattering model fitted to (hazy, clear), rendered at a new density.
 REHAZE_EXPONENT = (0.5, 1.7)  # t → t^s: s < 1 thins the haze, s > 1 thickens it (β·s)
+LIGHT_EXPONENT = (0.03, 0.4)  # a light-haze sample: a tenth to a third of the pair's optical depth
 REHAZE_MAX_RESIDUAL = 1.0 / 255  # mean fit error above which a pair is not scattering-model haze
 _AIRLIGHT_GRID = torch.linspace(0.5, 1.0, 26)
 

@@ -90,6 +90,9 @@ class Trainer:
             rehaze=cfg.rehaze,
             augment=cfg.augment,
             recolour=cfg.recolour,
+            light=cfg.light,
+            identity=cfg.identity,
+            camera=cfg.camera,
         )
         self.val = load_val_pairs(cfg.val, cfg.val_limit, cfg.val_crop) if cfg.val and self.info.is_main else []
         self.encoder_info: dict = {"kind": "none"}
@@ -98,7 +101,7 @@ class Trainer:
             encoder, self.encoder_info = build_encoder(cfg.cr_encoder, cfg.vgg_weights)
             self._check_encoder()
             cr = ContrastiveLoss(encoder.to(self.info.device), extra_negatives=cfg.cr_negatives)
-        self.loss = DehazeLoss(cr, cfg.cr_weight, cfg.rec_loss)
+        self.loss = DehazeLoss(cr, cfg.cr_weight, cfg.rec_loss, cfg.shadow_weight, cfg.colour_weight)
         self._build_model()
         self.out = Path(cfg.out)
         self.stop_requested = False
