@@ -21,7 +21,16 @@ from streamdehaze.train.data import (
     load_val_pairs,
     parse_source,
 )
-from streamdehaze.train.haze import fit_scattering, ground_plane, random_haze, rehaze, scatter, sky_mask
+from streamdehaze.train.haze import (
+    HazeRanges,
+    degrade,
+    fit_scattering,
+    ground_plane,
+    random_haze,
+    rehaze,
+    scatter,
+    sky_mask,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -346,3 +355,58 @@ def test_trainset_rehazes_scattering_pairs_deterministically(tmp_path):
         assert (a["clear"] - c["clear"]).abs().mean() > 0.01  # new scene colours
         airlight, _, err = fit_scattering(c["hazy"][None], c["clear"][None])
         assert airlight == pytest.approx(0.95, abs=0.02) and err < 1 / 255  # still a pair: haze over this scene
+
+
+def test_light_identity_and_camera_options_of_the_trainset(tmp_path):
+    clear = _texture(60, 80, 3)
+    hazy = np.round(clear * 0.6 + 255 * 0.95 * 0.4).astype(np.uint8)  # t = 0.6, airlight 0.95
+    _write(tmp_path / "d" / "clear" / "0001.png", clear)
+    _write(tmp_path / "d" / "hazy" / "0001_1.png", hazy)
+    spec = [str(tmp_path / "d")]
+    plain = build_trainset(spec, 32, seed=2)
+    light = build_trainset(spec, 32, seed=2, rehaze=1.0, light=1.0)
+    identity = build_trainset(spec, 32, seed=2, identity=1.0)
+    camera = build_trainset(spec, 32, seed=2, camera=1.0)
+    for epoch in range(4):
+        p = plain[(epoch, 0)]
+        # light haze: a tenth to a third of the pair's optical depth, so t = 0.6^s with s in LIGHT_EXPONENT
+        lt = light[(epoch, 0)]
+        torch.testing.assert_close(lt["clear"], p["clear"])  # only the haze differs
+        t = float(((0.95 - lt["hazy"]) / (0.95 - lt["clear"]).clamp_min(0.05)).median())
+        assert 0.6**0.4 - 0.03 < t < 0.6**0.03 + 0.01
+        # identity: haze-free input, the target is the same image
+        idn = identity[(epoch, 0)]
+        assert torch.equal(idn["hazy"], idn["clear"]) and torch.equal(idn["clear"], p["clear"])
+        # camera: the same hazy crop with noise and JPEG on top (this texture is pixel noise, which JPEG
+        # does not keep): changed, 8-bit, at the same levels
+        cam = camera[(epoch, 0)]
+        assert float((cam["hazy"] - p["hazy"]).abs().mean()) > 0 and torch.equal(cam["clear"], p["clear"])
+        assert abs(float(cam["hazy"].mean() - p["hazy"].mean())) < 0.01
+        assert torch.equal(cam["hazy"], torch.round(cam["hazy"] * 255) / 255)
+        torch.testing.assert_close(cam["hazy"], camera[(epoch, 0)]["hazy"])  # deterministic
+
+
+def test_random_haze_light_and_patchy():
+    clear = torch.full((1, 3, 64, 64), 0.3)
+    for seed in range(6):
+        g = torch.Generator().manual_seed(seed)
+        hazy, p = random_haze(clear, g, light=True)
+        assert 0.03 <= p["beta"] <= 0.5 and 0 <= p["patchy"] <= 0.6
+        assert float((hazy - clear).abs().mean()) < float(0.6 * (1 - math.exp(-0.5))) + 0.02
+    # patchy density: with a flat scene and no ground plane the haze still varies over the image
+    flat = HazeRanges(p_ground=0.0, patchy=(0.6, 0.6), field_cells=(2, 2))
+    uniform = HazeRanges(p_ground=0.0, patchy=(0.0, 0.0), field_cells=(2, 2))
+    a = random_haze(clear, torch.Generator().manual_seed(1), ranges=flat)[0]
+    b = random_haze(clear, torch.Generator().manual_seed(1), ranges=uniform)[0]
+    assert float((a - b).abs().max()) > 0.02
+
+
+def test_degrade_adds_noise_and_compression_not_a_shift():
+    img = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64) * torch.tensor([0.5, 1.0, 0.8]).view(
+        1, 3, 1, 1
+    )
+    out = degrade(img, torch.Generator().manual_seed(0))
+    assert out.shape == img.shape and torch.equal(out, torch.round(out * 255) / 255)
+    assert 0 < float((out - img).abs().mean()) < 0.02  # a smooth image: noise and blocks, a few levels
+    assert abs(float(out.mean() - img.mean())) < 0.01  # noise and JPEG keep the image's levels
+    torch.testing.assert_close(out, degrade(img, torch.Generator().manual_seed(0)))

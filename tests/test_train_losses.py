@@ -14,7 +14,9 @@ from streamdehaze.train.losses import (
     DehazeLoss,
     VGGFeatures,
     build_encoder,
+    colour_loss,
     default_vgg_path,
+    shadow_loss,
 )
 
 
@@ -179,3 +181,28 @@ def test_imagenet_encoder_missing_or_wrong_file(tmp_path, monkeypatch):
     torch.save({"conv.weight": torch.zeros(1)}, other)
     with pytest.raises(TrainError, match="not torchvision's VGG19"):
         build_encoder("imagenet", str(other))
+
+
+def test_shadow_loss_weighs_errors_in_dark_regions_by_their_relative_size():
+    clear = torch.tensor([0.02, 0.8]).view(1, 1, 1, 2).expand(1, 3, 1, 2)
+    dark_err = clear - torch.tensor([0.02, 0.0]).view(1, 1, 1, 2)  # the shadow pushed to black
+    bright_err = clear - torch.tensor([0.0, 0.02]).view(1, 1, 1, 2)  # the bright wall dimmed as much
+    assert shadow_loss(clear, clear) == 0
+    assert float(shadow_loss(dark_err, clear)) > 10 * float(shadow_loss(bright_err, clear))
+    # plain L1 sees the two errors alike
+    assert float((dark_err - clear).abs().mean()) == pytest.approx(float((bright_err - clear).abs().mean()))
+
+
+def test_colour_loss_is_the_per_channel_mean_error():
+    clear = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    tinted = clear + torch.tensor([0.0, 0.0, 0.06]).view(1, 3, 1, 1)  # blue raised by 0.06
+    assert float(colour_loss(tinted, clear)) == pytest.approx(0.02, abs=1e-6)
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.05
+    assert float(colour_loss(clear + noise - noise.mean((2, 3), keepdim=True), clear)) < 1e-6  # zero-mean change
+
+
+def test_dehaze_loss_adds_the_shadow_and_colour_terms():
+    out, clear = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    base = DehazeLoss(None, 0.0)(out, clear, clear).total
+    both = DehazeLoss(None, 0.0, shadow=0.5, colour=2.0)(out, clear, clear).total
+    torch.testing.assert_close(both, base + 0.5 * shadow_loss(out, clear) + 2.0 * colour_loss(out, clear))

@@ -1,0 +1,63 @@
+"""Guard rails of the transfer's coefficients (ops/guard.py): no shadow pushed into black, no sky into white."""
+
+from __future__ import annotations
+
+import torch
+
+from streamdehaze.ops.guard import CEILING, FLOOR, guard_coefficients, guard_strength
+
+
+def _apply(x, a, b):
+    return a * x + b
+
+
+def test_coefficients_within_bounds_come_back_unchanged():
+    g = torch.Generator().manual_seed(0)
+    x = 0.2 + 0.6 * torch.rand(2, 3, 20, 24, generator=g)
+    a = 1.2 + 0.1 * torch.rand(2, 3, 20, 24, generator=g)
+    b = torch.full_like(x, -0.05)  # a·x + b stays inside [FLOOR, CEILING]
+    ga, gb = guard_coefficients(x, a, b)
+    assert torch.equal(ga, a) and torch.equal(gb, b)
+
+
+def test_a_crushed_region_keeps_its_level_and_hue():
+    x = torch.full((1, 3, 16, 16), 0.25)
+    x[:, 2] = 0.30  # a slightly blue road
+    a = torch.full_like(x, 2.0)
+    b = torch.full_like(x, -0.49)  # the model's haze estimate exceeds what is there: y = 0.01 (red), 0.11 (blue)
+    y = _apply(x, a, b)
+    assert float(y.min()) < FLOOR
+    ga, gb = guard_coefficients(x, a, b)
+    y2 = _apply(x, ga, gb)
+    assert float(y2.min()) >= FLOOR - 1e-6  # no channel below the floor
+    # one strength for the three channels: every channel moved by the same fraction of its change
+    frac = (y2 - x) / (y - x)
+    torch.testing.assert_close(frac, frac[:, :1].expand_as(frac))
+    s = guard_strength(x, a, b)
+    torch.testing.assert_close(s, torch.full_like(s, (0.25 - FLOOR) / (0.25 - 0.01)))
+
+
+def test_dark_input_is_never_made_darker_and_white_is_bounded():
+    x = torch.tensor([0.01, 0.5, 0.995]).view(1, 1, 1, 3).expand(1, 3, 4, 3).contiguous()
+    a = torch.full_like(x, 1.5)
+    b = torch.full_like(x, -0.1)  # y = -0.085 (below an input already under the floor), 0.65, 1.39
+    ga, gb = guard_coefficients(x, a, b, radius=0)
+    y2 = _apply(x, ga, gb)
+    assert torch.all(y2[..., 0] >= 0.01 - 1e-6)  # never darker than it came
+    assert torch.all(y2[..., 2] <= max(0.995, CEILING) + 1e-6)
+
+
+def test_neighbours_of_a_limited_pixel_are_limited_and_bounds_hold_everywhere():
+    g = torch.Generator().manual_seed(3)
+    x = 0.05 + 0.9 * torch.rand(1, 3, 32, 40, generator=g)
+    a = 1.0 + 2.0 * torch.rand(1, 3, 32, 40, generator=g)
+    b = -0.6 * torch.rand(1, 3, 32, 40, generator=g)
+    ga, gb = guard_coefficients(x, a, b, radius=2)
+    y2 = _apply(x, ga, gb)
+    lo = torch.minimum(x, torch.full_like(x, FLOOR))
+    hi = torch.maximum(x, torch.full_like(x, CEILING))
+    assert torch.all(y2 >= lo - 1e-5) and torch.all(y2 <= hi + 1e-5)
+    # the smoothed strength never exceeds a pixel's own
+    s_own = guard_strength(x, a, b)
+    s_used = ((ga - 1) / (a - 1)).mean(1, keepdim=True)
+    assert torch.all(s_used <= s_own + 1e-5)
