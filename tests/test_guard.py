@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from streamdehaze.ops.guard import CEILING, FLOOR, guard_coefficients, guard_strength
+from streamdehaze.ops.guard import (
+    CEILING,
+    COLOUR_TOLERANCE,
+    FLOOR,
+    guard_coefficients,
+    guard_strength,
+    limit_colour_shift,
+)
 
 
 def _apply(x, a, b):
@@ -61,3 +69,23 @@ def test_neighbours_of_a_limited_pixel_are_limited_and_bounds_hold_everywhere():
     s_own = guard_strength(x, a, b)
     s_used = ((ga - 1) / (a - 1)).mean(1, keepdim=True)
     assert torch.all(s_used <= s_own + 1e-5)
+
+
+def test_colour_shift_beyond_the_tolerance_is_removed_and_brightness_kept():
+    g = torch.Generator().manual_seed(5)
+    x = 0.3 + 0.4 * torch.rand(2, 3, 12, 16, generator=g)
+    a = torch.full_like(x, 1.8)
+    b = torch.full_like(x, -0.3)
+    b[:, 2] += 0.08  # the dehazer adds 0.08 of blue: a tint far beyond 3 levels
+    b[1] -= torch.tensor([0.0, 0.0, 0.08]).view(3, 1, 1)  # frame 1: no tint, must stay as it is
+    ga, gb = limit_colour_shift(x, a, b)
+    assert torch.equal(ga, a)
+    y, y2 = a * x + b, ga * x + gb
+    br = lambda z: z[:, 2].mean((1, 2)) - z[:, 0].mean((1, 2))  # noqa: E731
+    gm = lambda z: z[:, 1].mean((1, 2)) - (z[:, 0].mean((1, 2)) + z[:, 2].mean((1, 2))) / 2  # noqa: E731
+    shift_before, shift_after = br(y) - br(x), br(y2) - br(x)
+    assert float(shift_before[0]) > 0.05
+    assert abs(float(shift_after[0])) == pytest.approx(COLOUR_TOLERANCE, abs=1e-5)  # pulled back to the tolerance
+    assert abs(float(gm(y2)[0] - gm(x)[0])) <= COLOUR_TOLERANCE + 1e-5
+    torch.testing.assert_close(y2[1], y[1])  # within tolerance: unchanged
+    torch.testing.assert_close(y2.mean(1), y.mean(1))  # offsets sum to zero: brightness as the network made it

@@ -14,6 +14,12 @@ Levels: ``floor`` = 6/255. Clear SOTS images hold few such pixels (0.37 % of out
 a channel at or below 2/255 at a 160 px short side) and indoor ones more (6.1 %, mostly black
 furniture), so outputs are kept above the level a clear photograph's shadows keep their texture.
 ``ceiling`` = 1 − 3/255 keeps skies from being pushed into flat white.
+
+Colour: :func:`limit_colour_shift` lets the dehazing move a frame's mean blue−red and green−magenta
+balance by at most 3 levels (8-bit) from the input's. A network that assumes grey airlight
+amplifies a bluish haze's own cast by its gain ``1/t`` (issue 16: +22.6 levels of blue−red on the
+real pairs, +12 on the sample's sky); the correction is a per-frame offset per channel with zero
+mean, so brightness and local contrast stay as the network made them.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ Tensor = torch.Tensor
 
 FLOOR = 6 / 255
 CEILING = 1 - 3 / 255
+COLOUR_TOLERANCE = 3 / 255
 
 
 def guard_strength(x: Tensor, a: Tensor, b: Tensor, floor: float = FLOOR, ceiling: float = CEILING) -> Tensor:
@@ -62,3 +69,29 @@ def guard_coefficients(
         s = -F.max_pool2d(-s, 2 * radius + 1, stride=1, padding=radius)
         s = box_filter(s, radius)
     return 1 + s * (a - 1), s * b
+
+
+def _balance(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean blue−red and green−magenta of ``(B, 3, h, w)`` per frame, ``(B,)`` each."""
+    r, g, b = z.mean((2, 3)).unbind(1)
+    return b - r, g - (r + b) / 2
+
+
+def limit_colour_shift(x: Tensor, a: Tensor, b: Tensor, tolerance: float = COLOUR_TOLERANCE) -> tuple[Tensor, Tensor]:
+    """``(a, b)`` whose output ``a·x + b`` keeps each frame's colour balance within ``tolerance`` of ``x``'s.
+
+    ``x``, ``a``, ``b``: ``(B, 3, h, w)`` float at the working size. Only the part of the shift beyond
+    the tolerance is removed, by offsets ``(c_r, c_g, c_b)`` with ``c_r + c_g + c_b = 0``.
+    """
+    (br_y, gm_y), (br_x, gm_x) = _balance(a * x + b), _balance(x)
+    e1, e2 = br_y - br_x, gm_y - gm_x
+    e1, e2 = e1 - e1.clamp(-tolerance, tolerance), e2 - e2.clamp(-tolerance, tolerance)
+    # solve c_b − c_r = −e1, c_g − (c_r + c_b)/2 = −e2, c_r + c_g + c_b = 0
+    c = torch.stack([e2 / 3 + e1 / 2, -2 * e2 / 3, e2 / 3 - e1 / 2], 1)
+    return a, b + c.view(-1, 3, 1, 1).to(b.dtype)
+
+
+def guard(x: Tensor, a: Tensor, b: Tensor, radius: int = 2) -> tuple[Tensor, Tensor]:
+    """Both guard rails: the colour balance first, then shadows and highlights (:func:`guard_coefficients`)."""
+    a, b = limit_colour_shift(x, a, b)
+    return guard_coefficients(x, a, b, radius)
