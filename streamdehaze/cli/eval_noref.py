@@ -56,9 +56,14 @@ def _cells(f: dict) -> list[str]:
 
 
 def _table(title: str, evaluation, per_image: bool) -> Table:
-    table = Table(title=title, caption="e, rbar: visible edges (see --help); B-R, G-M: output - input, levels")
-    table.add_column("image")
-    for name in ("e", "rbar", "sigma %", "dark out %", "dark in %", "dark +pts", "B-R", "G-M"):
+    caption = (
+        "e, rbar: visible edges (see --help); sigma%: newly pure black/white; dark%, in%: luma <= 8 in the "
+        "output, the input, +pts: their difference; B-R, G-M: colour shift, output - input, levels"
+    )
+    table = Table(title=title, caption=caption)
+    names = [r.name for r in evaluation.rows] if per_image else []
+    table.add_column("image", overflow="fold", min_width=min(28, max(len(n) for n in [*names, "mean aecrnet"])))
+    for name in ("e", "rbar", "sigma%", "dark%", "in%", "+pts", "B-R", "G-M"):
         table.add_column(name, justify="right")
     base = evaluation.baseline_model
     if per_image:
@@ -66,12 +71,11 @@ def _table(title: str, evaluation, per_image: bool) -> Table:
             table.add_row(r.name, *_cells(_row_dict(r.figures)))
             if r.baseline is not None:
                 table.add_row(f"  {base}", *_cells(_row_dict(r.baseline)), style="dim")
-    n = len(evaluation.rows)
     mean = mean_figures([r.figures for r in evaluation.rows])
-    table.add_row(f"[bold]{evaluation.model}, mean of {n}[/]", *(f"[bold]{c}[/]" for c in _cells(mean)))
+    table.add_row(f"[bold]mean {evaluation.model}[/]", *(f"[bold]{c}[/]" for c in _cells(mean)))
     if base is not None:
         mean = mean_figures([r.baseline for r in evaluation.rows])
-        table.add_row(f"[bold]{base}, mean of {n}[/]", *(f"[bold]{c}[/]" for c in _cells(mean)))
+        table.add_row(f"[bold]mean {base}[/]", *(f"[bold]{c}[/]" for c in _cells(mean)))
     return table
 
 
@@ -157,6 +161,7 @@ def run_no_reference(
         return
     at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit)"
     at += ", flip average" if flip_average else ""
-    console.print(_table(f"no-reference figures of {model}{at}", evaluation, per_image))
+    n = len(evaluation.rows)
+    console.print(_table(f"no-reference figures of {model} on {n} image(s){at}", evaluation, per_image))
     if sheet_path is not None:
         console.print(f"wrote the contact sheet {sheet_path}")
