@@ -22,7 +22,7 @@ HEADER_HEIGHT = 22  # column titles
 LINE_HEIGHT = 14  # one caption line
 CAPTION_LINES = 2
 CAPTION_HEIGHT = CAPTION_LINES * LINE_HEIGHT + 6
-JPEG_QUALITY = 80
+JPEG_QUALITY = 75
 SHEET_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -139,7 +139,8 @@ def check_sheet_path(path: str | os.PathLike) -> Path:
 def write_sheet(path: str | os.PathLike, image: np.ndarray, quality: int = JPEG_QUALITY) -> Path:
     """Write an ``(H, W, 3) uint8`` RGB sheet as JPEG (``quality``) or PNG; complete or absent."""
     path = check_sheet_path(path)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() != ".png" else []
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_OPTIMIZE, 1]
+    params = jpeg if path.suffix.lower() != ".png" else []
     ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise InputError(f"--sheet {path}: cannot encode the sheet")

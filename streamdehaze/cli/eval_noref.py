@@ -6,6 +6,7 @@ import json
 import math
 
 import click
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -60,7 +61,7 @@ def _table(title: str, evaluation, per_image: bool) -> Table:
         "e, rbar: visible edges (see --help); sigma%: newly pure black/white; dark%, in%: luma <= 8 in the "
         "output, the input, +pts: their difference; B-R, G-M: colour shift, output - input, levels"
     )
-    table = Table(title=title, caption=caption)
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
     names = [r.name for r in evaluation.rows] if per_image else []
     table.add_column("image", overflow="fold", min_width=min(28, max(len(n) for n in [*names, "mean aecrnet"])))
     for name in ("e", "rbar", "sigma%", "dark%", "in%", "+pts", "B-R", "G-M"):
@@ -146,6 +147,8 @@ def run_no_reference(
         "work_size": work.describe(),
         "transfer_fit": None if work.is_full else transfer_fit,
         "flip_average": flip_average,
+        "every": every,
+        "max_frames": max_frames,
     }
     if as_json:
         out = {"mode": "no-reference"} | mean_figures([r.figures for r in evaluation.rows]) | settings
