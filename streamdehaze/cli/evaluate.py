@@ -99,6 +99,25 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
     is_flag=True,
     help="Score INPUT photos, folders, globs or videos without clear images (figures below).",
 )
+@click.option(
+    "--every", type=click.IntRange(min=1), default=1, show_default=True, help="--no-reference: every Nth video frame."
+)
+@click.option(
+    "--max-frames", type=click.IntRange(min=1), default=None, help="--no-reference: at most this many frames per video."
+)
+@click.option(
+    "--sheet",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="--no-reference: write a contact sheet (input | output [| baseline], captions with the figures).",
+)
+@click.option(
+    "--sheet-rows",
+    type=click.IntRange(min=1),
+    default=12,
+    show_default=True,
+    help="--no-reference: rows of the sheet, evenly spread over the images.",
+)
 @model_option
 @weights_option
 @flip_average_option
@@ -122,25 +141,6 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
 )
 @work_size_option(default="model")
 @transfer_fit_option
-@click.option(
-    "--every", type=click.IntRange(min=1), default=1, show_default=True, help="--no-reference: every Nth video frame."
-)
-@click.option(
-    "--max-frames", type=click.IntRange(min=1), default=None, help="--no-reference: at most this many frames per video."
-)
-@click.option(
-    "--sheet",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="--no-reference: write a contact sheet (input | output [| baseline], captions with the figures).",
-)
-@click.option(
-    "--sheet-rows",
-    type=click.IntRange(min=1),
-    default=12,
-    show_default=True,
-    help="--no-reference: rows of the sheet, evenly spread over the images.",
-)
 def command(
     inputs,
     hazy,
