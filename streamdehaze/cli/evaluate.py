@@ -22,6 +22,8 @@ from ..pairs import find_pairs
 from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..work_size import parse_work_size
 from .common import console, device_option, flip_average_option, model_option, weights_option
+from .eval_noref import HELP as NO_REFERENCE_HELP
+from .eval_noref import run_no_reference
 from .speed import transfer_fit_option, work_size_option
 
 
@@ -87,30 +89,121 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
     return table
 
 
-@click.command("eval")
-@click.option("--hazy", multiple=True, required=True, type=click.Path(), help="Folder of hazy images (repeatable).")
-@click.option("--clear", multiple=True, required=True, type=click.Path(), help="Matching folder of clear images.")
+@click.command("eval", epilog=NO_REFERENCE_HELP)
+@click.argument("inputs", nargs=-1, metavar="[INPUT]...")
+@click.option("--hazy", multiple=True, type=click.Path(), help="Folder of hazy images (repeatable).")
+@click.option("--clear", multiple=True, type=click.Path(), help="Matching folder of clear images.")
+@click.option(
+    "--no-reference",
+    "no_reference",
+    is_flag=True,
+    help="Score INPUT photos, folders, globs or videos without clear images (figures below).",
+)
+@click.option(
+    "--every", type=click.IntRange(min=1), default=1, show_default=True, help="--no-reference: every Nth video frame."
+)
+@click.option(
+    "--max-frames", type=click.IntRange(min=1), default=None, help="--no-reference: at most this many frames per video."
+)
+@click.option(
+    "--sheet",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="--no-reference: write a contact sheet (input | output [| baseline], captions with the figures).",
+)
+@click.option(
+    "--sheet-rows",
+    type=click.IntRange(min=1),
+    default=12,
+    show_default=True,
+    help="--no-reference: rows of the sheet, evenly spread over the images.",
+)
 @model_option
 @weights_option
 @flip_average_option
 @device_option
-@click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also score the hazy input itself.")
+@click.option(
+    "--baseline",
+    type=click.Choice(["input", "dcp"]),
+    is_flag=False,
+    flag_value="input",
+    default=None,
+    help="With --hazy/--clear: also score the hazy input itself (the default). "
+    "With --no-reference: --baseline dcp also scores the dark channel prior.",
+)
+@click.option("--no-baseline", is_flag=True, help="With --hazy/--clear: do not score the hazy input.")
 @click.option("--per-image/--mean-only", default=False, show_default=True, help="Show a row per image.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: n, psnr, ssim (and per-set figures).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object: n, psnr, ssim (and per-set figures); --no-reference: n, e, rbar, sigma, ...",
+)
 @work_size_option(default="model")
 @transfer_fit_option
 def command(
-    hazy, clear, model, weights, flip_average, device, baseline, per_image, as_json, work_size, transfer_fit
+    inputs,
+    hazy,
+    clear,
+    no_reference,
+    model,
+    weights,
+    flip_average,
+    device,
+    baseline,
+    no_baseline,
+    per_image,
+    as_json,
+    work_size,
+    transfer_fit,
+    every,
+    max_frames,
+    sheet,
+    sheet_rows,
 ) -> None:
-    """PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5) of dehazed images against clear ones.
+    """PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5) of dehazed images against clear ones;
+    with --no-reference, figures of real footage that has no clear image.
 
     Hazy and clear files pair by name: the same name, or the part before the first '_'
     (1400_3.png -> 1400.png). Give --hazy/--clear several times for several sets.
 
     \b
-    Example:
+    Examples:
       streamdehaze eval --hazy sots/dev/hazy --clear sots/dev/clear --model dcp
+      streamdehaze eval --no-reference photos/ drive.mp4 --baseline dcp --sheet sheet.jpg
     """
+    if no_reference:
+        if hazy or clear:
+            raise InputError("--no-reference takes INPUT photos, folders or videos, not --hazy/--clear folders")
+        run_no_reference(
+            inputs,
+            model=model,
+            weights=weights,
+            flip_average=flip_average,
+            device=device,
+            baseline=None if no_baseline else baseline,
+            per_image=per_image,
+            as_json=as_json,
+            work_size=work_size,
+            transfer_fit=transfer_fit,
+            every=every,
+            max_frames=max_frames,
+            sheet=sheet,
+            sheet_rows=sheet_rows,
+        )
+        return
+    if inputs or sheet or every != 1 or max_frames is not None:
+        raise InputError(
+            "INPUT, --every, --max-frames and --sheet need --no-reference; "
+            "without it eval compares --hazy folders with --clear folders"
+        )
+    if not hazy or not clear:
+        raise InputError(
+            "eval needs --hazy DIR and --clear DIR (or --no-reference INPUT... for images without clear partners)"
+        )
+    if baseline == "dcp":
+        raise InputError("--baseline dcp needs --no-reference; with --hazy/--clear the baseline is the hazy input")
+    baseline = not no_baseline
     if len(hazy) != len(clear):
         raise InputError(f"got {len(hazy)} --hazy folder(s) but {len(clear)} --clear folder(s); give them in pairs")
     sets = [find_pairs(h, c) for h, c in zip(hazy, clear)]
