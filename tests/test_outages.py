@@ -319,3 +319,21 @@ def re_search(pattern: str, text: str) -> float:
     m = re.search(pattern, " ".join(text.split()))  # the console wraps long lines
     assert m, text
     return float(m.group(1))
+
+
+# -- streamdehaze preview --------------------------------------------------------------------------
+def test_preview_goes_on_after_a_webcam_stall(camera):
+    camera(stall_after=10, stall_for=1.5)
+    args = ["preview", CAMERA, "--model", "dcp", "--web", "0", "--exit-at-end", "--timeout", "0.5"]
+    result = CliRunner().invoke(main, [*args, "--max-frames", "30"])
+    assert result.exit_code == 0, result.output
+    assert "lost webcam:93" in result.output and "is back after" in result.output
+    assert re_search(r"1 source outage \((\d+\.\d) s without frames\)", result.output) > 1.0
+
+
+def test_preview_reconnect_for_gives_up_with_a_clear_error(camera):
+    from streamdehaze.preview.session import preview
+
+    camera(stall_after=10)
+    with pytest.raises(SourceError, match="gave up reconnecting"):
+        preview(CAMERA, "dcp", device="cpu", window=False, exit_at_end=True, timeout=0.5, reconnect_for=0.5)

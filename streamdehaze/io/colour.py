@@ -18,10 +18,10 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from streamdehaze.frames import UNSPECIFIED, Colour
 
-# swscale's fast YUV→RGB path is off by up to 2 levels on flat colours (its tables round coarsely),
-# which a second conversion back to YUV makes 3; exact rounding with chroma interpolated in full
-# keeps a decode + encode round trip within 2 levels, for ~5 ms more per 1280x720 frame (measured
-# by benchmarks/colour_cpu.py).
+# swscale's fast YUV→RGB path is off by up to 2 levels on flat colours (coarse tables), 3 after the
+# encoder's conversion back; exact rounding with full chroma keeps the round trip within 2 levels
+# (chroma repeated as in ops/yuv.py, but at some edges). It costs more: 9.4 instead of 0.7 ms per 1280x720
+# frame on 2 busy cores (load 14; benchmarks/colour_cpu.py), on the decode thread, beside inference.
 DECODE_FLAGS = Interpolation.POINT | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 # our matrix names → swscale's colorspace names (PyAV's reformatter.Colorspace)
 _SWS_MATRIX = {"bt601": "ITU601", "bt709": "ITU709", "bt2020": "BT2020", "fcc": "FCC", "smpte240m": "SMPTE240M"}
