@@ -9,7 +9,6 @@ import click
 
 from ..api import build_pipeline
 from ..errors import InputError, StreamDehazeError
-from ..io.colour import depth_note
 from ..pipeline.speed import SpeedSettings
 from .common import (
     console,
@@ -179,6 +178,8 @@ def command(
         yuv_used = getattr(pipe.source, "pix_fmt", None) == "yuv420p"
         settings = speed.describe(pipe.engine.device, info.height, info.width, yuv=yuv_used, model=pipe.engine.model)
         console.print(f"  {settings}; {temporal.describe()}", highlight=False, soft_wrap=True)
+        from ..io.colour import depth_note  # PyAV: not imported for --help
+
         if note := depth_note(info.colour):
             console.print(f"  {note}", highlight=False, soft_wrap=True)
         with live_preview, PipelineProgress(console, name, live=pipe.live) as bar:

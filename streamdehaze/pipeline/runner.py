@@ -227,6 +227,8 @@ class Pipeline:
         s.dropped = self._q_in.dropped
         outages = list(getattr(self.source, "outages", None) or [])
         s.outages, s.gap_s = len(outages), sum(o.gap_s for o in outages)
+        decode = s.stages["decode"]  # time spent waiting out outages is not decoding work
+        decode.busy_s = max(0.0, decode.busy_s - s.gap_s)
         inf = s.stages["inference"]
         inf.frames, inf.busy_s = self.engine.frames, self.engine.busy_s
         for st in s.stages.values():  # shares of the whole run, comparable between stages
