@@ -32,6 +32,7 @@ def build_pipeline(
     duration: float | None = None,
     max_frames: int | None = None,
     timeout: float = 5.0,
+    reconnect_for: float | None = None,
     on_write: Callable[[Frame], None] | None = None,
     speed: SpeedSettings | None = None,
     coeff_hook: Any = None,
@@ -47,6 +48,9 @@ def build_pipeline(
     ``coeff_hook``: called on the affine coefficients of every frame (temporal smoothing, see
     :mod:`streamdehaze.pipeline.transfer`). ``flip_average``: when ``model`` is a name, average each
     result with the network's result on the mirrored frame (see :class:`~.nets.dehazer.Dehazer`).
+    ``timeout``/``reconnect_for`` (seconds): a live source that delivers nothing for ``timeout``
+    reconnects with backoff for up to ``reconnect_for`` (None: for ever; 0: the outage ends the
+    run, keeping what was recorded); see :func:`~streamdehaze.io.sources.open_source`.
     ``temporal``: temporal smoothing, a
     :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`; ``"default"`` (as ``run``): the default
     mode and strength; None: off;
@@ -62,7 +66,7 @@ def build_pipeline(
     else:
         dev = resolve_device(device)
         dehazer = load_model(model, weights=weights, device=dev, flip_average=flip_average)
-    source = open_source(os.fspath(src), start=start, timeout=timeout)
+    source = open_source(os.fspath(src), start=start, timeout=timeout, reconnect_for=reconnect_for)
     audio_from = os.fspath(src) if not source.is_live and Path(os.fspath(src)).is_file() else None
     sink = open_sink(
         os.fspath(dst), codec=codec, crf=crf, preset=preset, audio_from=audio_from, start=start, duration=duration
@@ -102,11 +106,12 @@ def dehaze_video(
 ) -> dict[str, Any]:
     """Dehaze a video or stream ``src`` into ``dst`` and return a summary dict.
 
-    ``options``: codec, crf, preset, start, duration (seconds), max_frames, timeout, speed
+    ``options``: codec, crf, preset, start, duration (seconds), max_frames, timeout, reconnect_for, speed
     (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal, flip_average (see
     :func:`build_pipeline`).
     The summary holds ``status``, ``frames_read``, ``frames_written``, ``dropped``, ``fps``,
-    ``wall_s`` and per-stage ``stages`` (frames, busy share, capacity fps).
+    ``wall_s``, ``outages`` and ``gap_s`` (a live source's reconnections and the seconds without
+    frames) and per-stage ``stages`` (frames, busy share, capacity fps).
     Errors raise :class:`~streamdehaze.errors.StreamDehazeError` subclasses and leave no output
     file; Ctrl-C writes what was processed and re-raises KeyboardInterrupt.
     """

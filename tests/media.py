@@ -185,3 +185,101 @@ def probe(path: str | os.PathLike) -> dict:
             "size": None if first is None else (first.width, first.height),
             "rotation": 0 if first is None else int(first.rotation) % 360,
         }
+
+
+# Flat colour patches (RGB) side by side in :func:`make_colour_clip`: saturated, mid and near-black/white.
+COLOUR_PATCHES = ((199, 58, 39), (40, 160, 220), (230, 220, 60), (60, 60, 60), (20, 200, 40), (240, 240, 240))
+# FFmpeg's numbers for the tags: (matrix AVColorSpace, primaries, transfer)
+COLOUR_TAGS = {"bt709": (1, 1, 1), "bt601": (6, 6, 6), "bt2020": (9, 9, 18)}  # bt2020: HLG, as HDR phones record
+
+
+def colour_patches_image(size: tuple[int, int] = (192, 64)) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB: :data:`COLOUR_PATCHES` as vertical stripes of equal width."""
+    w, h = size
+    img = np.zeros((h, w, 3), np.uint8)
+    n = len(COLOUR_PATCHES)
+    for i, c in enumerate(COLOUR_PATCHES):
+        img[:, i * w // n : (i + 1) * w // n] = c
+    return img
+
+
+def patch_centres(image: np.ndarray) -> np.ndarray:
+    """``(len(COLOUR_PATCHES), 3)`` int: the mean colour of the middle of each stripe of an ``(H, W, 3)`` image."""
+    h, w = image.shape[:2]
+    n = len(COLOUR_PATCHES)
+    out = []
+    for i in range(n):
+        x0, x1 = i * w // n, (i + 1) * w // n
+        q = (x1 - x0) // 4
+        out.append(image[h // 4 : 3 * h // 4, x0 + q : x1 - q].reshape(-1, 3).mean(0))
+    return np.rint(np.array(out)).astype(int)
+
+
+def make_colour_clip(
+    path: str | os.PathLike,
+    matrix: str = "bt709",
+    full_range: bool = False,
+    n_frames: int = 3,
+    size: tuple[int, int] = (192, 64),
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """A lossless H.264 clip of :func:`colour_patches_image`, converted to YUV with ``matrix`` and
+    range exactly (float arithmetic, not swscale's tables) and tagged with them: what a camera writes.
+
+    ``pix_fmt="yuv420p10le"`` writes 10-bit video (the 8-bit levels shifted left by 2).
+    """
+    import torch
+
+    from streamdehaze.ops.yuv import rgb_to_yuv420p
+
+    rgb = torch.from_numpy(colour_patches_image(size)).permute(2, 0, 1)[None].float() / 255
+    planes = rgb_to_yuv420p(rgb, matrix, full_range)[0].numpy()
+    path = Path(path)
+    cs, primaries, trc = COLOUR_TAGS[matrix]
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height = size
+        video.pix_fmt = pix_fmt
+        cc = video.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc = cs, primaries, trc
+        cc.color_range = 2 if full_range else 1
+        cc.options = {"preset": "ultrafast", "qp": "0"}  # lossless: the file holds exactly these levels
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            if pix_fmt != "yuv420p":
+                frame = av.VideoFrame.from_ndarray(planes.astype(np.uint16) << 2, format=pix_fmt)
+            frame.colorspace, frame.color_primaries, frame.color_trc = cs, primaries, trc
+            frame.color_range = 2 if full_range else 1
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def colour_tags(path: str | os.PathLike) -> dict[str, int]:
+    """The first video stream's colour tags as FFmpeg numbers (what a player reads)."""
+    with av.open(str(path)) as inp:
+        cc = inp.streams.video[0].codec_context
+        return {
+            "matrix": cc.colorspace,
+            "primaries": cc.color_primaries,
+            "transfer": cc.color_trc,
+            "range": cc.color_range,
+        }
+
+
+def read_rgb_as_tagged(path: str | os.PathLike, matrix: str, full_range: bool) -> list[np.ndarray]:
+    """Every frame's planes of ``path`` converted to ``(H, W, 3) uint8`` RGB exactly (float arithmetic)
+    with ``matrix`` and range: what a player that trusts those tags shows."""
+    import torch
+
+    from streamdehaze.ops.yuv import yuv420p_to_rgb
+
+    out = []
+    with av.open(str(path)) as inp:
+        for f in inp.decode(video=0):
+            assert f.format.name in ("yuv420p", "yuvj420p"), f.format.name  # our output is 8-bit 4:2:0
+            planes = f.to_ndarray()
+            rgb = yuv420p_to_rgb(torch.from_numpy(planes)[None], matrix, full_range)
+            out.append(rgb.mul(255).add(0.5).floor().byte()[0].permute(1, 2, 0).numpy())
+    return out

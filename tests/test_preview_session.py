@@ -232,7 +232,9 @@ def test_recording_with_a_preview_keeps_every_frame_and_the_output(tmp_path):
     assert index == 11 and (dehazed == original).all()  # shown without dehazing, as asked
     out = read_video(tmp_path / "out.mkv")
     assert len(out) == 12
-    assert np.abs(out[-1][2].astype(int) - (255 - original.astype(int))).mean() < 3  # recorded dehazed
+    # recorded dehazed (255 - x: ~100 levels from the original); the tolerance covers 4:2:0 at this tiny
+    # pattern's sharp edges and PyAV's fast conversion reading back what io/colour.py converted exactly
+    assert np.abs(out[-1][2].astype(int) - (255 - original.astype(int))).mean() < 5
 
 
 def test_quitting_the_preview_ends_a_recording_cleanly(tmp_path):

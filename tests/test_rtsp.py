@@ -1,6 +1,7 @@
 """RtspSource against a real GStreamer RTSP server on loopback (fixtures in conftest_rtsp.py):
-frames arrive, reconnection after the server is killed and restarted, stall -> SourceTimeout
-within the configured time, unreachable URLs fail fast."""
+frames arrive, reconnection after the server is killed and restarted or stalls (SIGSTOP), a
+reconnection budget that runs out, stall -> SourceTimeout when reconnecting is off, unreachable
+URLs fail fast."""
 
 from __future__ import annotations
 
@@ -75,8 +76,8 @@ def test_gives_up_after_reconnect_attempts(rtsp_server):
 
 
 @pytest.mark.parametrize("timeout", [1.0, 2.0])
-def test_stall_raises_source_timeout_in_time(rtsp_server, timeout):
-    source = open_source(rtsp_server.url, timeout=timeout)
+def test_stall_raises_source_timeout_in_time_without_reconnecting(rtsp_server, timeout):
+    source = open_source(rtsp_server.url, timeout=timeout, reconnect_for=0)
     source.open()
     read_n(source, 3)
     rtsp_server.pause()  # SIGSTOP: the connection stays open, nothing arrives
@@ -90,6 +91,48 @@ def test_stall_raises_source_timeout_in_time(rtsp_server, timeout):
         rtsp_server.resume()
         source.close()
     assert elapsed <= timeout + 0.75
+
+
+def test_stall_reconnects_and_frames_continue(rtsp_server):
+    source = open_source(rtsp_server.url, timeout=1.0)  # reconnects for ever by default
+    source.open()
+    before = read_n(source, 5)
+    rtsp_server.pause()  # SIGSTOP: the connection stays open, nothing arrives
+    resumer = threading.Timer(3.0, rtsp_server.resume)
+    resumer.start()
+    try:
+        after = read_n(source, 30)  # the frames buffered before the stall, then the new connection's
+    finally:
+        resumer.join()
+        source.close()
+    frames = before + after
+    assert [f.index for f in frames] == list(range(35))
+    pts = [f.pts for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))  # no going back in time across the reconnect
+    gaps = np.diff(pts) * float(LIVE_TIME_BASE)
+    assert gaps.max() > 1.5  # the stall shows as a gap in time, frames after it
+    assert source.reconnects >= 1 and frames[-1].meta["reconnects"] >= 1
+    assert len(source.outages) == 1 and source.outages[0].ended is not None
+    assert 1.5 < source.gap_s < 30.0
+
+
+def test_reconnect_budget_runs_out_with_a_clear_error(rtsp_server):
+    source = open_source(rtsp_server.url, timeout=1.0, reconnect_for=1.0, backoff=0.2)
+    source.open()
+    read_n(source, 3)
+    rtsp_server.pause()  # for longer than timeout + reconnect_for
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(SourceError, match="gave up reconnecting") as err:
+            while True:  # buffered frames first
+                source.read()
+        elapsed = time.monotonic() - t0
+    finally:
+        rtsp_server.resume()
+        source.close()
+    assert "\n" not in str(err.value) and "reconnect-for 1" in str(err.value)
+    assert elapsed < 30.0  # bounded: stall detection + 1 s of attempts, each bounded by the timeout
+    assert len(source.outages) == 1 and source.outages[0].ended is None
 
 
 def test_unreachable_url_fails_fast():

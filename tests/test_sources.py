@@ -14,6 +14,7 @@ import pytest
 
 from streamdehaze.errors import DecodeError, InputError, SourceError
 from streamdehaze.io.base import LIVE_TIME_BASE
+from streamdehaze.io.colour import DECODE_FLAGS
 from streamdehaze.io.sources import FileSource, ImageSource, RtspSource, WebcamSource, open_source
 
 
@@ -34,7 +35,10 @@ def test_file_frames_pts_and_info(tmp_path, ext):
     assert [media.read_index(f.image) for f in frames] == list(range(20))
     assert [f.index for f in frames] == list(range(20))
     assert [(f.pts, f.time_base) for f in frames] == [(p, tb) for p, tb, _ in reference]
-    assert all(np.array_equal(f.image, ref) for f, (_, _, ref) in zip(frames, reference, strict=True))
+    # each frame converted exactly as io/colour.py documents: the file's matrix, exact rounding
+    with av.open(str(path)) as c:
+        exact = [f.reformat(format="rgb24", interpolation=DECODE_FLAGS).to_ndarray() for f in c.decode(video=0)]
+    assert all(np.array_equal(f.image, ref) for f, ref in zip(frames, exact, strict=True))
     assert frames[0].image.shape == (48, 64, 3) and frames[0].image.dtype == np.uint8
     assert (info.width, info.height, info.is_live, info.rotation) == (64, 48, False, 0)
     assert info.frame_rate == 10 and info.duration == pytest.approx(2.0, abs=0.05)

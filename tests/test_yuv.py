@@ -168,3 +168,18 @@ def test_video_through_the_yuv_path_matches_the_rgb_path(tmp_path):
     assert outs[True].shape == outs[False].shape == (3, 720, 1280, 3)
     # two conversions each way, ~1 level apart per swscale conversion, plus the encoder's rounding
     assert levels(outs[True], outs[False]).mean() < 1.5
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("colorspace, color_range", [(1, 1), (1, 2), (9, 1)], ids=["bt709", "bt709-full", "bt2020"])
+def test_engine_converts_back_with_the_sources_matrix_and_range(device, colorspace, color_range):
+    """An identity model gives back the planes it got: the way back uses the matrix of the way in."""
+    meta = yuv_meta("yuv420p", colorspace, color_range)
+    assert meta["yuv_matrix"] == ("bt709" if colorspace == 1 else "bt2020")
+    assert meta["yuv_range"] == ("pc" if color_range == 2 else "tv")
+    rgb = torch.from_numpy(np.stack([colourful(64, 48), pattern_frame(3, (64, 48))])).permute(0, 3, 1, 2)
+    planes = rgb_to_yuv420p(rgb.float() / 255, meta["yuv_matrix"], meta["yuv_range"] == "pc").numpy()
+    engine = Engine(torch.nn.Identity(), torch.device(device), options=EngineOptions(device_yuv=True))
+    frames = [Frame(p, i, Fraction(1, 25), i, dict(meta)) for i, p in enumerate(planes)]
+    got = np.stack([f.image for batch in engine.submit(frames) + engine.drain() for f in batch])
+    assert levels(got, planes).max() <= 1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 console_err = Console(stderr=True)
@@ -36,3 +39,26 @@ device_option = click.option(
     show_default=True,
     help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.",
 )
+reconnect_for_option = click.option(
+    "--reconnect-for",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Live sources: after a stall (no frame for --timeout) or a lost connection, keep reconnecting "
+    "with backoff for up to SECONDS, then stop with an error (the recording stays playable). "
+    "Default: for ever; 0: stop at the first outage.",
+)
+
+
+class _ConsoleLog(logging.Handler):
+    """Warnings of the ``streamdehaze`` loggers (e.g. a live source's outages) as yellow console lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"[yellow]{escape(record.getMessage())}[/]", highlight=False, soft_wrap=True)
+
+
+def log_to_console() -> None:
+    """Show the package's warnings on the console (once per process)."""
+    logger = logging.getLogger("streamdehaze")
+    if not any(isinstance(h, _ConsoleLog) for h in logger.handlers):
+        logger.addHandler(_ConsoleLog(logging.WARNING))

@@ -8,8 +8,16 @@ import click
 import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/window.check_display
 
 from ..errors import InputError
-from .common import console, device_option, flip_average_option, model_option, weights_option
-from .progress import PipelineProgress
+from .common import (
+    console,
+    device_option,
+    flip_average_option,
+    log_to_console,
+    model_option,
+    reconnect_for_option,
+    weights_option,
+)
+from .progress import PipelineProgress, outages_text
 from .speed import transfer_fit_option, work_size_option
 from .temporal_options import pop_temporal, temporal_options
 
@@ -57,7 +65,9 @@ def print_web_url(url: str, token_required: bool) -> None:
     help="Folder where snapshots (original and dehazed PNGs) are saved.",
 )
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-              help="Seconds to wait for a live source to open or deliver a frame.")  # fmt: skip
+              help="Seconds to wait for a live source to open or deliver a frame; a longer stall is an "
+              "outage (the source reconnects, see --reconnect-for).")  # fmt: skip
+@reconnect_for_option
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
 @click.option("--exit-at-end", is_flag=True, help="Exit when the stream ends instead of keeping the last frame shown.")
 @work_size_option()
@@ -76,6 +86,7 @@ def command(
     precision: str,
     snapshots: str,
     timeout: float,
+    reconnect_for: float | None,
     max_frames: int | None,
     exit_at_end: bool,
     work_size: str,
@@ -120,6 +131,7 @@ def command(
         if show_window:
             console.print("keys: q quit, space pause, s snapshot, d dehazing, t temporal, v view, [ ] split")
 
+    log_to_console()  # a live source's outages, one line each
     with PipelineProgress(console, "preview", live=True) as progress_bar:
         stats = preview(
             source,
@@ -133,6 +145,7 @@ def command(
             precision=precision,
             snapshot_dir=snapshots,
             timeout=timeout,
+            reconnect_for=reconnect_for,
             max_frames=max_frames,
             exit_at_end=exit_at_end,
             flip_average=flip_average,
@@ -144,7 +157,7 @@ def command(
     line = f"shown {stats.frames_written} frames in {stats.wall_s:.1f} s ({stats.fps:.1f} fps)"
     if stats.dropped:
         line += f", dropped {stats.dropped} (dehazing fell behind the source)"
-    console.print(line, highlight=False)
+    console.print(line + outages_text(stats), highlight=False)
 
 
 class RecordingPreview:

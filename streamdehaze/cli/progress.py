@@ -88,7 +88,14 @@ def summary_line(stats: PipelineStats, output: str) -> str:
     line = f"{verb}: wrote {stats.frames_written} frames to {output} in {stats.wall_s:.1f} s ({stats.fps:.1f} fps)"
     if stats.dropped:
         line += f", dropped {stats.dropped} frames (inference fell behind the live source)"
-    return line
+    return line + outages_text(stats)
+
+
+def outages_text(stats: PipelineStats) -> str:
+    """``, 2 source outages (7.3 s without frames)`` for a run whose live source reconnected; else empty."""
+    if not stats.outages:
+        return ""
+    return f", {stats.outages} source outage{'s' if stats.outages > 1 else ''} ({stats.gap_s:.1f} s without frames)"
 
 
 def print_summary(console: Console, stats: PipelineStats, output: str) -> None:

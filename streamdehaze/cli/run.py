@@ -8,9 +8,17 @@ import sys
 import click
 
 from ..api import build_pipeline
-from ..errors import InputError
+from ..errors import InputError, StreamDehazeError
 from ..pipeline.speed import SpeedSettings
-from .common import console, device_option, flip_average_option, model_option, weights_option
+from .common import (
+    console,
+    device_option,
+    flip_average_option,
+    log_to_console,
+    model_option,
+    reconnect_for_option,
+    weights_option,
+)
 from .preview import RecordingPreview, token_option, web_option
 from .progress import PipelineProgress, print_summary
 from .speed import speed_options
@@ -61,8 +69,10 @@ def parse_time(value: str | None, option: str) -> float | None:
     type=click.FloatRange(min=0.1),
     default=5.0,
     show_default=True,
-    help="Seconds to wait for a live source to open or deliver a frame.",
+    help="Seconds to wait for a live source to open or deliver a frame; a longer stall is an outage "
+    "(the source reconnects, see --reconnect-for).",
 )
+@reconnect_for_option
 @click.option("--preview", "show_preview", is_flag=True, help="Show a preview window while recording.")
 @web_option
 @token_option
@@ -84,6 +94,7 @@ def command(
     duration: str | None,
     max_frames: int | None,
     timeout: float,
+    reconnect_for: float | None,
     show_preview: bool,
     web: str | None,
     token: str | None,
@@ -101,6 +112,9 @@ def command(
     """Dehaze SOURCE (video file, rtsp://URL, webcam:N, /dev/videoN or image folder) into --output.
 
     Ctrl-C stops cleanly: the frames processed so far are written as a playable file (exit code 130).
+    A live source that stalls or drops reconnects and the recording goes on (see --reconnect-for).
+    The output keeps the input's colour description (matrix, primaries, transfer, range); 10-bit
+    input is written as 8-bit video.
 
     \b
     Examples:
@@ -141,11 +155,13 @@ def command(
         duration=t_duration,
         max_frames=max_frames,
         timeout=timeout,
+        reconnect_for=reconnect_for,
         speed=speed,
         temporal=temporal,
         flip_average=flip_average,
     )
     live_preview = RecordingPreview(pipe, show_preview, web, token)
+    log_to_console()  # a live source's outages, one line each
     info = pipe.open()
     try:
         name = getattr(pipe.engine.model, "name", model) + (" (flip average)" if flip_average else "")
@@ -162,6 +178,10 @@ def command(
         yuv_used = getattr(pipe.source, "pix_fmt", None) == "yuv420p"
         settings = speed.describe(pipe.engine.device, info.height, info.width, yuv=yuv_used, model=pipe.engine.model)
         console.print(f"  {settings}; {temporal.describe()}", highlight=False, soft_wrap=True)
+        from ..io.colour import depth_note  # PyAV: not imported for --help
+
+        if note := depth_note(info.colour):
+            console.print(f"  {note}", highlight=False, soft_wrap=True)
         with live_preview, PipelineProgress(console, name, live=pipe.live) as bar:
             pipe.run(on_progress=live_preview.wrap(bar.update), interval=live_preview.interval)
     except BaseException as err:
@@ -170,5 +190,7 @@ def command(
         elif isinstance(err, KeyboardInterrupt):  # the run wrote what it had processed
             print_summary(console, pipe.stats, output)
             sys.exit(130)
+        elif isinstance(err, StreamDehazeError) and pipe.stats.status == "interrupted":
+            print_summary(console, pipe.stats, output)  # a lost live source: what was recorded is kept
         raise
     print_summary(console, pipe.stats, output)

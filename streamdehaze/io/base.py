@@ -48,7 +48,11 @@ class Source:
             return self.info
 
     def read(self) -> Frame | None:
-        """The next frame, or ``None`` at the end of the stream (and after ``close``)."""
+        """The next frame, or ``None`` at the end of the stream (and after ``close``).
+
+        A live source waits out an outage here (reconnecting, each try bounded) until a frame
+        comes, its reconnection budget is spent (SourceError) or ``close()`` is called.
+        """
         with self._lock:
             if self._closing.is_set():
                 return None

@@ -4,16 +4,18 @@ Timing contract (``timeout`` = T seconds):
 
 - ``open()`` connects and waits for the first frame; it raises :class:`SourceError` at once when
   the server refuses the connection and :class:`SourceTimeout` when nothing arrives within T.
-- ``read()`` raises :class:`SourceTimeout` when no frame arrives for T seconds (a stalled
-  server or network); the connection is dropped and the next ``read()`` reconnects.
-- The end of the stream or a connection error counts as a disconnect: ``read()`` reconnects,
-  waiting ``backoff``, ``2*backoff``, ... before each of ``reconnect_attempts`` tries (each try
-  bounded by T), and raises :class:`SourceError` when all fail. ``close()`` from another thread
-  cuts the waiting short.
+- An outage is a stall (no frame for T seconds: a stopped server or network) or a disconnect
+  (the end of the stream, a connection error). ``read()`` then reconnects, waiting ``backoff``,
+  ``2*backoff``, ... (at most 5 s) before each try (each bounded by T), until a frame arrives;
+  it raises :class:`SourceError` once the outage has lasted ``reconnect_for`` seconds (None:
+  never gives up) or ``reconnect_attempts`` tries failed (None: no limit). With
+  ``reconnect_for=0`` a stall raises :class:`SourceTimeout` at once. ``close()`` from another
+  thread cuts the waiting short. Outages are logged and listed in ``outages`` (see
+  :mod:`streamdehaze.io.reconnect`).
 
 Timestamps are derived in a fixed 1/90000 time base by :class:`LiveClock`: they start at 0,
-follow the server's clock within a connection and stay monotonic across reconnects. Frame
-indices keep counting across reconnects.
+follow the server's clock within a connection and stay monotonic across reconnects (the gap of
+an outage shows as a gap in time). Frame indices keep counting across reconnects.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import av
 from streamdehaze.errors import SourceError, SourceTimeout
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.base import LIVE_TIME_BASE, LiveClock, Source, av_reason
+from streamdehaze.io.colour import RgbConverter, colour_of
+from streamdehaze.io.reconnect import Reconnector
 
 # FFmpeg errors that mean "nothing arrived in time" (socket timeout or PyAV's interrupt callback).
 _STALL_ERRORS = (av.error.TimeoutError, av.error.ExitError)
@@ -39,23 +43,42 @@ class RtspSource(Source):
     is_live = True
 
     def __init__(
-        self, url: str, *, timeout: float = 5.0, reconnect_attempts: int = 5, backoff: float = 0.5, threads: bool = True
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        reconnect_for: float | None = None,
+        reconnect_attempts: int | None = None,
+        backoff: float = 0.5,
+        threads: bool = True,
     ) -> None:
         super().__init__()
         self._url = url
         # Messages and repr show the URL without its password.
         self.spec = self.url = re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
         self.timeout = float(timeout)
-        self.reconnect_attempts = int(reconnect_attempts)
-        self.backoff = float(backoff)
         self.threads = threads
         self.reconnects = 0
+        self.reconnector = Reconnector(
+            self.url, self._closing, reconnect_for=reconnect_for, attempts=reconnect_attempts, backoff=backoff
+        )
         self._container = None
         self._packets = None
         self._ready: deque = deque()
         self._clock = LiveClock()
+        self._to_rgb = RgbConverter()
         self._index = 0
         self._last_error = ""
+
+    @property
+    def outages(self) -> list:
+        """The outages so far (:class:`~streamdehaze.io.reconnect.Outage`), oldest first."""
+        return self.reconnector.outages
+
+    @property
+    def gap_s(self) -> float:
+        """Seconds without frames over all outages."""
+        return self.reconnector.gap_s
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -102,23 +125,16 @@ class RtspSource(Source):
             container.close()
 
     def _reconnect(self) -> None:
-        """Try ``reconnect_attempts`` times with exponential backoff; SourceError when all fail."""
-        delay, waited = self.backoff, 0.0
-        for _ in range(self.reconnect_attempts):
-            if self._closing.wait(delay):
-                return
-            waited += delay
+        """Reconnect with backoff until it works (returns), the source closes (returns) or the
+        reconnector's budget is spent (SourceError)."""
+        policy = self.reconnector
+        while policy.wait():
             try:
                 self._connect()
                 self.reconnects += 1
                 return
             except SourceError as err:
-                self._last_error = str(err)
-            delay *= 2
-        raise SourceError(
-            f"lost {self.url}: {self.reconnect_attempts} reconnect attempts over {waited:.1f} s failed "
-            f"(last: {self._last_error}); check the camera or server"
-        )
+                policy.failed(str(err))
 
     # -- Source interface -------------------------------------------------------------------
     def _open(self) -> StreamInfo:
@@ -135,10 +151,11 @@ class RtspSource(Source):
             is_live=True,
             rotation=int(first.rotation or 0) % 360,
             description=f"{self.url}: {stream.codec_context.name} {first.width}x{first.height} (live)",
+            colour=colour_of(first),
         )
 
     def _next_frame(self, first: bool = False):
-        """The next decoded av.VideoFrame, reconnecting as needed; bounded by ``timeout`` per connection."""
+        """The next decoded av.VideoFrame, reconnecting as needed; None once closing."""
         deadline = time.monotonic() + self.timeout
         while not self._ready:
             if self._closing.is_set():
@@ -150,41 +167,48 @@ class RtspSource(Source):
             try:
                 packet = next(self._packets, None)
             except _STALL_ERRORS:
-                packet = None
-                self._stall()
+                self._lost("stalled", stall=True, first=first)
+                continue
             except av.FFmpegError as err:
-                self._disconnect(av_reason(err))
-                if first:
-                    raise SourceError(
-                        f"{self.url}: connection failed before the first frame ({self._last_error})"
-                    ) from None
+                self._lost(av_reason(err), first=first)
                 continue
             if packet is None:  # end of stream on a live source = the server went away
-                self._disconnect("the server ended the stream")
-                if first:
-                    raise SourceError(f"{self.url} ended the stream before sending a frame")
+                self._lost("the server ended the stream", first=first)
                 continue
             try:
                 self._ready.extend(packet.decode())
             except av.FFmpegError:
                 pass  # a damaged packet (e.g. missing reference after a reconnect): skip it
             if not self._ready and time.monotonic() > deadline:
-                self._stall()
+                self._lost("stalled", stall=True, first=first)
         return self._ready.popleft()
 
-    def _stall(self) -> None:
-        self._disconnect("stalled")
-        raise SourceTimeout(
-            f"no frame from {self.url} for {self.timeout:g} s (stalled stream); check the network or raise the timeout"
-        )
+    def _lost(self, reason: str, stall: bool = False, first: bool = False) -> None:
+        """Drop the connection and start (or continue) an outage; raise when it ends the stream."""
+        self._disconnect(reason)
+        if first:  # open(): no reconnecting before the first frame
+            if stall:
+                raise SourceTimeout(f"{self.url} sent no frame within {self.timeout:g} s; check the server")
+            raise SourceError(f"{self.url}: connection failed before the first frame ({reason})")
+        if stall:
+            reason = f"no frame for {self.timeout:g} s"
+        if not self.reconnector.enabled:
+            if stall:
+                raise SourceTimeout(
+                    f"no frame from {self.url} for {self.timeout:g} s (stalled stream); "
+                    "check the network or raise the timeout"
+                )
+            raise SourceError(f"lost {self.url} ({reason}); check the camera or server")
+        self.reconnector.lost(reason)
 
     def _read(self) -> Frame | None:
         frame = self._next_frame()
         if frame is None:
             return None
+        self.reconnector.frame()
         pts = self._clock.stamp(frame.pts, frame.time_base)
         out = Frame(
-            image=frame.to_ndarray(format="rgb24"),
+            image=self._to_rgb(frame),
             pts=pts,
             time_base=LIVE_TIME_BASE,
             index=self._index,

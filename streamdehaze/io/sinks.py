@@ -2,8 +2,10 @@
 
 VideoFileSink encodes frames with their own pts in the source's time base (so variable frame
 rate stays variable and in sync with audio), copies the audio of ``audio_from`` packet for
-packet, keeps the rotation metadata, and writes to a temporary name that ``close`` renames to
-the final one ("done"/"interrupted") or deletes ("failed").
+packet, keeps the rotation metadata and the colour description (``info.colour``: RGB frames are
+converted with the source's matrix and range, and the stream is tagged with its matrix, primaries,
+transfer and range), and writes to a temporary name that ``close`` renames to the final one
+("done"/"interrupted") or deletes ("failed"). Output is 8-bit, also for deeper input.
 
 Odd frame sizes: 4:2:0 pixel formats (yuv420p, the default) need even width and height, so an
 odd-sized frame is padded by one pixel on the right/bottom (edge pixels repeated); the padding
@@ -23,6 +25,7 @@ from streamdehaze.errors import EncodeError
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.audio import AudioCopier, audio_codecs
 from streamdehaze.io.base import Sink, av_reason, check_status
+from streamdehaze.io.colour import YuvEncoder, tag_frame, tag_stream
 from streamdehaze.io.images import IMAGE_EXTENSIONS, ImageSink
 from streamdehaze.ops.yuv import frame_size, is_yuv
 
@@ -150,6 +153,7 @@ class VideoFileSink(Sink):
         self._last_time = 0.0
         self._step = 1
         self._closed = False
+        self._encode_rgb: YuvEncoder | None = None
 
     # -- opening ----------------------------------------------------------------------------
     def open(self, info: StreamInfo) -> None:
@@ -172,6 +176,8 @@ class VideoFileSink(Sink):
         stream.time_base = self._time_base
         formats = [f.name for f in (stream.codec.video_formats or [])]
         stream.pix_fmt = "yuv420p" if "yuv420p" in formats or not formats else formats[0]
+        self._encode_rgb = YuvEncoder(info.colour, stream.pix_fmt)
+        tag_stream(stream.codec_context, info.colour, rgb=self._encode_rgb.rgb)
         self._set_size(info.width, info.height)
         stream.codec_context.options = self._codec_options()
         if info.rotation:
@@ -208,7 +214,11 @@ class VideoFileSink(Sink):
         if self.padding != (0, 0):
             image = np.pad(image, ((0, self.padding[1]), (0, self.padding[0]), (0, 0)), mode="edge")
         pts = self._pts(frame)
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p" if yuv else "rgb24")
+        if yuv:  # planes already in the source's matrix and range (the engine converts back with them)
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
+            tag_frame(vf, self._encode_rgb.colour)
+        else:
+            vf = self._encode_rgb(np.ascontiguousarray(image))
         vf.pts, vf.time_base = pts, self._time_base
         self._last_time = float(pts * self._time_base) + self.start
         try:

@@ -18,6 +18,7 @@ import av
 from streamdehaze.errors import DecodeError, InputError, SourceError
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.base import Source, av_reason
+from streamdehaze.io.colour import RgbConverter, colour_of
 from streamdehaze.io.images import IMAGE_EXTENSIONS, ImageSource
 from streamdehaze.io.rtsp import RtspSource
 from streamdehaze.io.webcam import WebcamSource
@@ -31,7 +32,8 @@ def open_source(
     *,
     start: float | None = None,
     timeout: float = 5.0,
-    reconnect_attempts: int = 5,
+    reconnect_for: float | None = None,
+    reconnect_attempts: int | None = None,
     backoff: float = 0.5,
     threads: bool = True,
     fps: float | None = None,
@@ -40,8 +42,11 @@ def open_source(
     """The Source for ``spec`` (not opened yet: call ``open()``).
 
     ``start`` (seconds) seeks files and image sequences; ``timeout`` (seconds) bounds opening and
-    each read of live sources; ``reconnect_attempts``/``backoff`` (seconds, doubled per attempt)
-    govern RTSP reconnection; ``threads`` enables FFmpeg's threaded decoding; ``fps`` is the
+    each read of live sources (a longer stall is an outage); live sources reconnect after an outage
+    for up to ``reconnect_for`` seconds (None: for ever; 0: an outage ends the stream) or
+    ``reconnect_attempts`` tries (None: no limit), waiting ``backoff`` seconds (doubled per
+    attempt, at most 5 s) before each (see :mod:`streamdehaze.io.reconnect`); ``threads``
+    enables FFmpeg's threaded decoding; ``fps`` is the
     frame rate given to image sequences (default 25); ``pix_fmt="yuv420p"`` makes files deliver
     yuv420p frames as packed planes without colour conversion (see :mod:`streamdehaze.ops.yuv`).
     """
@@ -52,20 +57,35 @@ def open_source(
         raise InputError(f"start must be >= 0 seconds, got {start}")
     if timeout <= 0:
         raise InputError(f"timeout must be > 0 seconds, got {timeout}")
+    if reconnect_for is not None and reconnect_for < 0:
+        raise InputError(f"reconnect_for must be >= 0 seconds (or None: for ever), got {reconnect_for}")
     lower = spec.lower()
     if lower.startswith(("rtsp://", "rtsps://")):
         return RtspSource(
-            spec, timeout=timeout, reconnect_attempts=reconnect_attempts, backoff=backoff, threads=threads
+            spec,
+            timeout=timeout,
+            reconnect_for=reconnect_for,
+            reconnect_attempts=reconnect_attempts,
+            backoff=backoff,
+            threads=threads,
         )
     if lower.startswith(("webcam:", "lavfi:")) or re.fullmatch(r"/dev/video\d+", spec):
-        return WebcamSource(spec, timeout=timeout, threads=threads)
+        return WebcamSource(
+            spec,
+            timeout=timeout,
+            reconnect_for=reconnect_for,
+            reconnect_attempts=reconnect_attempts,
+            backoff=backoff,
+            threads=threads,
+        )
     if os.path.isdir(spec) or glob.has_magic(spec) or os.path.splitext(lower)[1] in IMAGE_EXTENSIONS:
         return ImageSource(spec, fps=fps or 25.0, start=start)
     return FileSource(spec, start=start, threads=threads, pix_fmt=pix_fmt)
 
 
 class FileSource(Source):
-    """Decodes the first video stream of a file with PyAV into rgb24 frames.
+    """Decodes the first video stream of a file with PyAV into rgb24 frames, converted with the
+    file's own matrix and range (its colour description is ``info.colour``; 10-bit video becomes 8-bit RGB).
 
     Frames keep the file's integer pts and the stream's time base. ``start`` seeks to the
     keyframe before ``start`` seconds and skips the frames before it. A file that ends before
@@ -93,6 +113,7 @@ class FileSource(Source):
         self._decoded = 0
         self._last_time: float | None = None
         self._max_step = 0.0
+        self._to_rgb = RgbConverter()
 
     # -- opening ----------------------------------------------------------------------------
     def _open(self) -> StreamInfo:
@@ -149,6 +170,7 @@ class FileSource(Source):
             rotation=int(first.rotation or 0) % 360,
             description=f"{os.path.basename(self.path)}: {ctx.name} {first.width}x{first.height}"
             + (f" @ {float(rate):.3g} fps" if rate else ""),
+            colour=colour_of(first),
         )
 
     def _expected_end(self) -> float | None:
@@ -201,9 +223,9 @@ class FileSource(Source):
         fmt = frame.format.name
         if self.pix_fmt == "yuv420p" and fmt in YUV_FORMATS and not (frame.width % 2 or frame.height % 2):
             image = frame.to_ndarray()  # packed planes: a copy, no colour conversion
-            meta.update(yuv_meta(fmt, frame.colorspace))
+            meta.update(yuv_meta(fmt, frame.colorspace, frame.color_range))
         else:
-            image = frame.to_ndarray(format="rgb24")
+            image = self._to_rgb(frame)  # with the frame's own matrix and range
         out = Frame(
             image=image,
             pts=frame.pts,

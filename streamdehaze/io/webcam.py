@@ -6,8 +6,12 @@ neither works the error names both attempts. ``lavfi:GRAPH`` (e.g.
 ``realtime`` filter is appended unless the graph has one): a camera without a camera, for tests
 and demos. It ends when the graph ends (e.g. ``testsrc2=...:duration=2``).
 
-Frames get :class:`LiveClock` timestamps (1/90000, from 0, monotonic); ``read`` raises
-:class:`SourceTimeout` when no frame comes within ``timeout`` seconds.
+Frames get :class:`LiveClock` timestamps (1/90000, from 0, monotonic, with the gap of an outage).
+A camera that delivers nothing for ``timeout`` seconds, fails a read or stops (a device's end of
+stream) is reopened with backoff, as RTSP is (:mod:`streamdehaze.io.reconnect`: for up to
+``reconnect_for`` seconds, None = for ever); with ``reconnect_for=0`` ``read`` raises
+:class:`SourceTimeout` after ``timeout`` seconds without a frame. A lavfi graph that ends, ends
+the stream.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import numpy as np
 from streamdehaze.errors import InputError, SourceError, SourceTimeout
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.base import LIVE_TIME_BASE, LiveClock, Source, av_reason
+from streamdehaze.io.colour import RgbConverter, colour_of
+from streamdehaze.io.reconnect import Reconnector
 
 
 def parse_webcam_spec(spec: str) -> tuple[str, int | None, str]:
@@ -47,40 +53,50 @@ class WebcamSource(Source):
 
     is_live = True
 
-    def __init__(self, spec: str, *, timeout: float = 5.0, threads: bool = True) -> None:
+    def __init__(
+        self,
+        spec: str,
+        *,
+        timeout: float = 5.0,
+        reconnect_for: float | None = None,
+        reconnect_attempts: int | None = None,
+        backoff: float = 0.5,
+        threads: bool = True,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.kind, self.device, self.target = parse_webcam_spec(spec)
         self.timeout = float(timeout)
         self.threads = threads
         self.backend = ""
+        self.reconnects = 0
+        self.reconnector = Reconnector(
+            spec, self._closing, reconnect_for=reconnect_for, attempts=reconnect_attempts, backoff=backoff
+        )
         self._container = None
         self._frames = None
         self._capture = None
         self._pool: ThreadPoolExecutor | None = None
+        self._reading = None  # the OpenCV read in flight (a Future), if any
         self._first = None
+        self._colour = None
         self._clock = LiveClock()
+        self._to_rgb = RgbConverter()
         self._index = 0
+
+    @property
+    def outages(self) -> list:
+        """The outages so far (:class:`~streamdehaze.io.reconnect.Outage`), oldest first."""
+        return self.reconnector.outages
+
+    @property
+    def gap_s(self) -> float:
+        """Seconds without frames over all outages."""
+        return self.reconnector.gap_s
 
     # -- opening ----------------------------------------------------------------------------
     def _open(self) -> StreamInfo:
-        if self.kind == "lavfi":
-            try:
-                self._open_av("lavfi")
-            except av.FFmpegError as err:
-                raise InputError(f"bad lavfi graph {self.target!r}: {av_reason(err)}") from None
-        else:
-            tried = []
-            try:
-                self._open_av("v4l2")
-            except (av.FFmpegError, OSError) as err:
-                tried.append(f"PyAV v4l2 {self.target}: {av_reason(err)}")
-                if not self._open_cv():
-                    tried.append(f"OpenCV VideoCapture({self.device}): did not open")
-                    raise SourceError(
-                        f"no webcam {self.spec}: tried {'; '.join(tried)} "
-                        "(list cameras with `ls /dev/video*`; use lavfi:testsrc2 for a test source)"
-                    ) from None
+        self._connect()
         first = self._first = self._grab()
         if first is None:
             raise SourceError(f"{self.spec} opened but gave no frame")
@@ -98,7 +114,28 @@ class WebcamSource(Source):
             frame_rate=Fraction(rate).limit_denominator(1001) if rate else None,
             is_live=True,
             description=f"{self.spec} via {self.backend} {image.shape[1]}x{image.shape[0]} (live)",
+            colour=self._colour,
         )
+
+    def _connect(self) -> None:
+        """Open the generator or the device (PyAV v4l2 first, OpenCV second); clear errors when neither works."""
+        if self.kind == "lavfi":
+            try:
+                self._open_av("lavfi")
+            except av.FFmpegError as err:
+                raise InputError(f"bad lavfi graph {self.target!r}: {av_reason(err)}") from None
+        else:
+            tried = []
+            try:
+                self._open_av("v4l2")
+            except (av.FFmpegError, OSError) as err:
+                tried.append(f"PyAV v4l2 {self.target}: {av_reason(err)}")
+                if not self._open_cv():
+                    tried.append(f"OpenCV VideoCapture({self.device}): did not open")
+                    raise SourceError(
+                        f"no webcam {self.spec}: tried {'; '.join(tried)} "
+                        "(list cameras with `ls /dev/video*`; use lavfi:testsrc2 for a test source)"
+                    ) from None
 
     def _open_av(self, fmt: str) -> None:
         if fmt == "v4l2" and not os.path.exists(self.target):
@@ -140,12 +177,16 @@ class WebcamSource(Source):
                 raise SourceError(f"{self.spec}: read failed ({av_reason(err)})") from None
             if frame is None:
                 return None
-            return frame.to_ndarray(format="rgb24"), frame.pts, frame.time_base
+            if self._colour is None:
+                self._colour = colour_of(frame)
+            return self._to_rgb(frame), frame.pts, frame.time_base
         # OpenCV blocks without a timeout of its own: read in a helper thread and wait bounded.
+        self._reading = self._pool.submit(self._capture.read)
         try:
-            ok, bgr = self._pool.submit(self._capture.read).result(timeout=self.timeout)
+            ok, bgr = self._reading.result(timeout=self.timeout)
         except FutureTimeout:
             raise self._timeout() from None
+        self._reading = None
         if not ok:
             return None
         return np.ascontiguousarray(bgr[..., ::-1]), None, None
@@ -154,28 +195,71 @@ class WebcamSource(Source):
         return SourceTimeout(f"no frame from {self.spec} for {self.timeout:g} s; is the camera in use or unplugged?")
 
     def _read(self) -> Frame | None:
-        grabbed = self._first if self._first is not None else self._grab()
-        self._first = None
-        if grabbed is None:
-            return None
-        image, pts, time_base = grabbed
-        out = Frame(
-            image=image,
-            pts=self._clock.stamp(pts, time_base),
-            time_base=LIVE_TIME_BASE,
-            index=self._index,
-            meta={"backend": self.backend},
-        )
-        self._index += 1
-        return out
+        while not self._closing.is_set():
+            if self._first is None and self._container is None and self._capture is None:
+                if not self._reconnect():
+                    return None
+            try:
+                grabbed = self._first if self._first is not None else self._grab()
+            except SourceError as err:
+                self._lost(str(err), stall=isinstance(err, SourceTimeout), error=err)
+                continue
+            self._first = None
+            if grabbed is None:
+                if self.kind == "lavfi":
+                    return None  # a generator's graph ended: the end of the stream
+                self._lost("the camera stopped delivering frames", error=None)
+                continue
+            self.reconnector.frame()
+            image, pts, time_base = grabbed
+            out = Frame(
+                image=image,
+                pts=self._clock.stamp(pts, time_base),
+                time_base=LIVE_TIME_BASE,
+                index=self._index,
+                meta={"backend": self.backend, "reconnects": self.reconnects},
+            )
+            self._index += 1
+            return out
+        return None
+
+    def _lost(self, reason: str, stall: bool = False, error: SourceError | None = None) -> None:
+        """Release the device and start (or continue) an outage; raise when outages end the stream."""
+        self._release()
+        if not self.reconnector.enabled:
+            raise error or SourceError(f"lost {self.spec} ({reason}); check the camera")
+        self.reconnector.lost(f"no frame for {self.timeout:g} s" if stall else reason)
+
+    def _reconnect(self) -> bool:
+        """Reopen the device with backoff until a frame comes (True), the source closes (False) or
+        the reconnector's budget is spent (SourceError)."""
+        policy = self.reconnector
+        while policy.wait():
+            try:
+                self._connect()
+                self._first = self._grab()
+                if self._first is None:
+                    raise SourceError(f"{self.spec} reopened but gave no frame")
+                self.reconnects += 1
+                self._clock.new_connection()
+                return True
+            except (SourceError, InputError) as err:
+                self._release()
+                policy.failed(str(err))
+        return False
 
     def _release(self) -> None:
         container, self._container, self._frames = self._container, None, None
         if container is not None:
             container.close()
         capture, self._capture = self._capture, None
+        reading, self._reading = self._reading, None
         if capture is not None:
-            capture.release()
+            if reading is not None and not reading.done():
+                # a read still blocked in the driver: release the device once it returns, not under it
+                reading.add_done_callback(lambda _, c=capture: c.release())
+            else:
+                capture.release()
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False)

@@ -6,8 +6,9 @@ array holding the Y plane (H×W), then U and V (each H/2×W/2), row after row; H
 ``meta['yuv_matrix']`` and ``meta['yuv_range']``, see :func:`yuv_meta`); everything else in the
 pipeline is ``(H, W, 3)`` RGB.
 
-Conversions follow FFmpeg's swscale as PyAV uses it: ITU-R BT.601 unless the frame says BT.709 or
-BT.2020, limited ("tv", 16–235/240) range unless the pixel format is ``yuvj420p``; chroma is
+Conversions use the frame's matrix (BT.601 where it names none, as swscale does; BT.709, BT.2020,
+FCC, SMPTE 240M) and range (limited, "tv", 16–235/240, unless the frame says full or its pixel
+format is ``yuvj420p``), the same both ways, so the encoder gets the matrix it is told; chroma is
 upsampled by repetition (nearest, as swscale's unscaled yuv420p → rgb24 path) and downsampled by
 2×2 averaging. The arithmetic is exact (float32) where swscale uses 15-bit tables, so results
 differ from PyAV's by about one level on average.
@@ -20,21 +21,23 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..frames import Colour
 
 # (Kr, Kb) luma weights per matrix
-MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
+MATRICES = {
+    "bt601": (0.299, 0.114),
+    "bt709": (0.2126, 0.0722),
+    "bt2020": (0.2627, 0.0593),
+    "fcc": (0.30, 0.11),
+    "smpte240m": (0.212, 0.087),
+}
 YUV_FORMATS = ("yuv420p", "yuvj420p")  # decoded formats whose planes pass through unconverted
-# FFmpeg AVColorSpace values → matrix name (everything else: BT.601, swscale's default)
-_AV_COLORSPACES = {1: "bt709", 9: "bt2020", 10: "bt2020"}
 
 
-def yuv_meta(pix_fmt: str, colorspace: int | None) -> dict[str, str]:
-    """``Frame.meta`` entries for a decoded frame of ``pix_fmt`` and FFmpeg ``colorspace``."""
-    return {
-        "pix_fmt": "yuv420p",
-        "yuv_matrix": _AV_COLORSPACES.get(int(colorspace or 0), "bt601"),
-        "yuv_range": "pc" if pix_fmt == "yuvj420p" else "tv",
-    }
+def yuv_meta(pix_fmt: str, colorspace: int | None, color_range: int | None = None) -> dict[str, str]:
+    """``Frame.meta`` entries for a decoded frame of ``pix_fmt``, FFmpeg ``colorspace`` and ``color_range``."""
+    colour = Colour(matrix=int(2 if colorspace is None else colorspace), range=int(color_range or 0), pix_fmt=pix_fmt)
+    return {"pix_fmt": "yuv420p", "yuv_matrix": colour.matrix_name, "yuv_range": "pc" if colour.full_range else "tv"}
 
 
 def is_yuv(meta: dict) -> bool:

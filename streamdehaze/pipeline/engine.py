@@ -133,8 +133,8 @@ class Engine:
         with torch.inference_mode():
             x = yuv420p_to_rgb(x_uint8, matrix, full_range) if yuv else to_tensor(x_uint8)
             y = self.infer(x)
-            # back to the encoder's yuv420p with swscale's default matrix (what the CPU path's encoder uses)
-            return rgb_to_yuv420p(y) if yuv else to_uint8(y)
+            # back with the same matrix and range: the sink tags the output as the source was tagged
+            return rgb_to_yuv420p(y, matrix, full_range) if yuv else to_uint8(y)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` float in [0, 1] on the device → dehazed, same shape: the network, behind the

@@ -12,9 +12,11 @@ opens and closes them and runs their loops in :class:`~.stage.Worker` threads:
 
 An exception in any stage stops all stages; :meth:`Pipeline.run` joins the threads (bounded),
 closes the sink with ``"failed"`` (no output file remains) and re-raises the exception with its
-original type. A live source that fails (lost for good) ends the recording instead: what was
-read is processed and written, the sink is closed with ``"interrupted"`` (the recording stays
-playable) and then the source's error is raised. Ctrl-C (KeyboardInterrupt in the calling
+original type. A live source reconnects by itself after a stall or disconnect (its outages
+and their total gap end up in :attr:`PipelineStats.outages`/``gap_s``); one that fails (lost for
+good: its reconnection budget spent) ends the recording instead: what was read is processed and
+written, the sink is closed with ``"interrupted"`` (the recording stays playable) and then the
+source's error is raised. Ctrl-C (KeyboardInterrupt in the calling
 thread) stops reading, writes what was already processed, closes the sink with ``"interrupted"``
 (a playable file) and re-raises KeyboardInterrupt; :attr:`Pipeline.stats` then says how many
 frames were written.
@@ -177,6 +179,8 @@ class Pipeline:
         self._done.set()
         self._workers[-1].join(self.join_timeout)  # the sink finishes last on a normal or interrupted run
         self._stop.set()  # after which no stage has work left
+        if self.live:  # a live read may be waiting out an outage (reconnecting): closing cuts it short
+            self._close_source()
         stuck = [w.name for w in self._workers if not w.join(self.join_timeout)]
         error = failure or next((w.error for w in self._workers if w.error is not None), None)
         status = "failed" if error is not None or stuck else ("interrupted" if interrupted else "done")
@@ -221,6 +225,10 @@ class Pipeline:
         s.frames_read = s.stages["decode"].frames
         s.frames_written = s.stages["encode"].frames
         s.dropped = self._q_in.dropped
+        outages = list(getattr(self.source, "outages", None) or [])
+        s.outages, s.gap_s = len(outages), sum(o.gap_s for o in outages)
+        decode = s.stages["decode"]  # time spent waiting out outages is not decoding work
+        decode.busy_s = max(0.0, decode.busy_s - s.gap_s)
         inf = s.stages["inference"]
         inf.frames, inf.busy_s = self.engine.frames, self.engine.busy_s
         for st in s.stages.values():  # shares of the whole run, comparable between stages

@@ -55,7 +55,11 @@ class Progress:
 
 @dataclass
 class PipelineStats:
-    """What a run did. ``status`` is done, interrupted or failed; ``stages`` maps decode/inference/encode."""
+    """What a run did. ``status`` is done, interrupted or failed; ``stages`` maps decode/inference/encode.
+
+    ``outages``: times a live source stalled or dropped and reconnected (or gave up);
+    ``gap_s``: seconds without frames over those outages.
+    """
 
     status: str = "running"
     frames_read: int = 0
@@ -63,6 +67,8 @@ class PipelineStats:
     dropped: int = 0
     batches: int = 0
     wall_s: float = 0.0
+    outages: int = 0
+    gap_s: float = 0.0
     stages: dict[str, StageStats] = field(default_factory=dict)
     info: StreamInfo | None = None
 
@@ -77,6 +83,8 @@ class PipelineStats:
             "frames_written": self.frames_written,
             "dropped": self.dropped,
             "batches": self.batches,
+            "outages": self.outages,
+            "gap_s": round(self.gap_s, 3),
             "wall_s": round(self.wall_s, 4),
             "fps": round(self.fps, 3),
             "stages": {k: s.as_dict() for k, s in self.stages.items()},

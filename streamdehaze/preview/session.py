@@ -147,6 +147,7 @@ def build_preview_pipeline(
     batch: int = 1,
     precision: str = "fp32",
     timeout: float = 5.0,
+    reconnect_for: float | None = None,
     max_frames: int | None = None,
     speed: Any = None,
     temporal: Any = None,
@@ -159,6 +160,7 @@ def build_preview_pipeline(
     :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`, default: the default mode)
     describe; ``pipeline.temporal`` is the smoothing switch. Batch 1 and short queues keep latency low.
     ``flip_average``: when ``model`` is a name, average each result with the mirrored frame's.
+    ``timeout``/``reconnect_for``: a live source's stall time and reconnection budget (None: for ever).
     """
     import dataclasses
 
@@ -182,7 +184,7 @@ def build_preview_pipeline(
         dehazer = with_smoothed_airlight(dehazer, temporal.airlight, temporal.config().cut_threshold)
     switch = ToggleModel(dehazer)
     engine = build_engine(speed, switch, dev, precision, temporal=temporal)
-    src = PreviewSource(open_source(source, timeout=timeout), hub, realtime=True)
+    src = PreviewSource(open_source(source, timeout=timeout, reconnect_for=reconnect_for), hub, realtime=True)
     pipe = Pipeline(src, engine, PreviewSink(hub), batch=batch, queue_size=max(2, batch), max_frames=max_frames)
     pipe.temporal = getattr(engine, "temporal", None)
     _wire(pipe, hub, switch)
@@ -202,6 +204,7 @@ def preview(
     precision: str = "fp32",
     snapshot_dir: str = ".",
     timeout: float = 5.0,
+    reconnect_for: float | None = None,
     max_frames: int | None = None,
     speed: Any = None,
     temporal: Any = None,
@@ -220,7 +223,7 @@ def preview(
     hub = PreviewHub(snapshot_dir)
     pipe = build_preview_pipeline(
         source, hub, model, weights, device, batch=batch, precision=precision, timeout=timeout,
-        max_frames=max_frames, speed=speed, temporal=temporal, flip_average=flip_average,
+        reconnect_for=reconnect_for, max_frames=max_frames, speed=speed, temporal=temporal, flip_average=flip_average,
     )  # fmt: skip
     pipe.open()
     outputs = PreviewOutputs(hub, window=window, web=web, token=token)

@@ -36,6 +36,15 @@ class PreviewSource(Source):
     def _open(self) -> StreamInfo:
         return self.inner.open()
 
+    def close(self) -> None:
+        super().close()
+        self.inner.close()  # at once, even under a running read: it may be waiting out an outage
+
+    @property
+    def outages(self) -> list:
+        """The inner live source's outages (none for files)."""
+        return list(getattr(self.inner, "outages", None) or [])
+
     def _release(self) -> None:
         self.inner.close()
 
