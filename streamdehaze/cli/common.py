@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
+from ..backends import BACKENDS
+
 console = Console()
 console_err = Console(stderr=True)
 
@@ -21,7 +23,8 @@ weights_option = click.option(
     "-w",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Weight file to use instead of the shipped one (official AECR-Net .pk/.pth or ours).",
+    help="Weight file to use instead of the shipped one (official AECR-Net .pk/.pth or ours; "
+    "an .onnx file from 'streamdehaze export' runs with onnxruntime).",
 )
 flip_average_option = click.option(
     "--flip-average",
@@ -35,4 +38,13 @@ device_option = click.option(
     default="auto",
     show_default=True,
     help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.",
+)
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(list(BACKENDS)),
+    default="auto",
+    show_default=True,
+    help="What runs the network. auto: onnxruntime on the CPU (faster there) when installed, else torch; "
+    "onnxruntime exports the weights to ONNX once (cached) or runs --weights FILE.onnx; "
+    "install it with: pip install 'streamdehaze[onnx]'.",
 )

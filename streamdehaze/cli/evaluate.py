@@ -12,16 +12,16 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..backends.select import describe_backend, load_dehazer
 from ..errors import DataError, InputError
 from ..images import dehaze_image
 from ..io.stills import read_image
 from ..metrics import psnr, ssim
-from ..nets.registry import load_model
 from ..ops.color import to_tensor
 from ..pairs import find_pairs
 from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..work_size import parse_work_size
-from .common import console, device_option, flip_average_option, model_option, weights_option
+from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
 
 
@@ -94,13 +94,14 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
 @weights_option
 @flip_average_option
 @device_option
+@backend_option
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also score the hazy input itself.")
 @click.option("--per-image/--mean-only", default=False, show_default=True, help="Show a row per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: n, psnr, ssim (and per-set figures).")
 @work_size_option(default="model")
 @transfer_fit_option
 def command(
-    hazy, clear, model, weights, flip_average, device, baseline, per_image, as_json, work_size, transfer_fit
+    hazy, clear, model, weights, flip_average, device, backend, baseline, per_image, as_json, work_size, transfer_fit
 ) -> None:
     """PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5) of dehazed images against clear ones.
 
@@ -114,7 +115,7 @@ def command(
     if len(hazy) != len(clear):
         raise InputError(f"got {len(hazy)} --hazy folder(s) but {len(clear)} --clear folder(s); give them in pairs")
     sets = [find_pairs(h, c) for h, c in zip(hazy, clear)]
-    dehazer = load_model(model, weights=weights, device=device, flip_average=flip_average)
+    dehazer = load_dehazer(model, weights, device, backend, flip_average=flip_average)
     work = parse_work_size(work_size, dehazer.device, dehazer)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with torch.inference_mode(), Progress(*columns, console=console, transient=True, disable=as_json) as progress:
@@ -122,6 +123,7 @@ def command(
     all_rows = [r for rows in results for r in rows]
     if as_json:
         out = _summary(all_rows) | {"model": model, "work_size": work.describe(), "flip_average": flip_average}
+        out["backend"] = describe_backend(dehazer)
         out["transfer_fit"] = None if work.is_full else transfer_fit
         out["sets"] = {h: _summary(r) for h, r in zip(hazy, results)}
         click.echo(json.dumps(out))
@@ -129,6 +131,7 @@ def command(
     for h, rows in zip(hazy, results):
         at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit)"
         at += ", flip average" if flip_average else ""
+        at += f", {describe_backend(dehazer)}"
         console.print(_table(f"{model} on {h}{at}", rows, per_image))
     if len(results) > 1:
         s = _summary(all_rows)

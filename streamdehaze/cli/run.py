@@ -8,9 +8,10 @@ import sys
 import click
 
 from ..api import build_pipeline
+from ..backends.select import describe_backend
 from ..errors import InputError
 from ..pipeline.speed import SpeedSettings
-from .common import console, device_option, flip_average_option, model_option, weights_option
+from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
 from .preview import RecordingPreview, token_option, web_option
 from .progress import PipelineProgress, print_summary
 from .speed import speed_options
@@ -40,6 +41,7 @@ def parse_time(value: str | None, option: str) -> float | None:
 @weights_option
 @flip_average_option
 @device_option
+@backend_option
 @click.option("--batch", "-b", type=click.IntRange(min=1), default=4, show_default=True, help="Frames per model call.")
 @click.option(
     "--precision",
@@ -75,6 +77,7 @@ def command(
     weights: str | None,
     flip_average: bool,
     device: str,
+    backend: str,
     batch: int,
     precision: str,
     crf: int,
@@ -144,6 +147,7 @@ def command(
         speed=speed,
         temporal=temporal,
         flip_average=flip_average,
+        backend=backend,
     )
     live_preview = RecordingPreview(pipe, show_preview, web, token)
     info = pipe.open()
@@ -154,8 +158,9 @@ def command(
             detail += ", live"
         elif info.frame_count:
             detail += f", {info.frame_count} frames"
+        how = f"{describe_backend(pipe.engine.model)}, batch {batch}, {precision}"
         console.print(
-            f"dehazing {source} ({detail}) with {name} on {pipe.engine.device} (batch {batch}, {precision}) → {output}",
+            f"dehazing {source} ({detail}) with {name} on {pipe.engine.device} ({how}) → {output}",
             highlight=False,
             soft_wrap=True,
         )
