@@ -4,7 +4,7 @@ Both backends give a :class:`~streamdehaze.nets.dehazer.Dehazer` (``(B, 3, H, W)
 the same, any H and W), so everything around the network is the same for both.
 
 ``auto`` picks onnxruntime for AECR-Net in fp32 on the CPU when the ``onnx`` extra is installed: there
-it ran the network 1.8x as fast as torch (``bench --backend torch --compare backend=onnxruntime``,
+it ran the shipped model 1.82x as fast as torch (``bench --backend torch --compare backend=onnxruntime``,
 see docs/performance.md). Everywhere else (CUDA, where no measurement was taken; the dark channel prior,
 which has no network to export; bf16; no extra) it picks torch. A torch weight file given to the
 onnxruntime backend is exported to ONNX on first use and cached (:mod:`.onnx_cache`); an ``.onnx``
@@ -79,7 +79,13 @@ def load_dehazer(
     half = check_precision(precision, dev)
     if not is_onnx_file(weights):
         torch_model = load_model(model, weights=weights, device="cpu")  # exported from the CPU, then run on dev
-        return to_onnxruntime(torch_model, dev, precision, flip_average, opset=opset, log=log)
+        try:
+            return to_onnxruntime(torch_model, dev, precision, flip_average, opset=opset, log=log)
+        except ModelError as err:
+            if backend != "auto":
+                raise
+            log(f"onnxruntime backend not available ({err}); running torch")  # auto was only a speed choice
+            return load_dehazer(model, weights, dev, "torch", precision, flip_average)
     require(RUNTIME, "--backend onnxruntime")
     path = Path(weights)
     if not path.is_file():

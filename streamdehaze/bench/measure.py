@@ -22,6 +22,7 @@ result, ``*_speedup``, and per round ``*_speedup_rounds``) are fair on a shared 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import platform
 import statistics
 import tempfile
@@ -103,7 +104,15 @@ def environment(device: torch.device) -> dict[str, Any]:
         "ffmpeg_version": ".".join(map(str, av.library_versions.get("libavcodec", ()))) or None,
         "python_version": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
+        "onnxruntime_version": _version("onnxruntime"),
     }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def build_model(s: BenchSettings, device: torch.device) -> Dehazer:

@@ -25,6 +25,7 @@ from .speed import pop_speed, speed_options
 from .temporal_options import temporal_options
 
 ENV_KEYS = ("device_name", "device", "torch_version", "cuda_version", "cudnn_version", "torch_threads", "av_version")
+ENV_KEYS += ("onnxruntime_version",)
 
 
 def parse_resolution(value: str) -> tuple[int, int]:

@@ -158,9 +158,9 @@ def command(
             detail += ", live"
         elif info.frame_count:
             detail += f", {info.frame_count} frames"
-        how = f"{describe_backend(pipe.engine.model)}, batch {batch}, {precision}"
+        how = f"via {describe_backend(pipe.engine.model)} on {pipe.engine.device}, batch {batch}, {precision}"
         console.print(
-            f"dehazing {source} ({detail}) with {name} on {pipe.engine.device} ({how}) → {output}",
+            f"dehazing {source} ({detail}) with {name} {how} → {output}",
             highlight=False,
             soft_wrap=True,
         )
