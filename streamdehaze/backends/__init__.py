@@ -3,7 +3,9 @@
 Both give a :class:`~streamdehaze.nets.dehazer.Dehazer` whose ``net`` maps ``(B, 3, h, w)`` float
 RGB in [0, 1] (h, w multiples of the model's ``multiple``) to the network's raw output of the same
 shape, so the engine, the guided transfer, smoothing and batching are the same for both.
-:func:`.select.load_dehazer` picks and loads one; :mod:`.onnx_export` writes the ONNX file and
+:func:`.select.load_dehazer` picks and loads one: the torch runner is the network itself
+(:func:`~streamdehaze.nets.registry.load_model`), the onnxruntime runner
+:class:`.onnxruntime_runner.OrtNetwork` in its place. :mod:`.onnx_export` writes the ONNX file and
 :mod:`.onnx_cache` keeps exported files between runs. This module imports no torch.
 """
 
