@@ -175,7 +175,7 @@ def test_image_with_onnxruntime_is_within_one_level_of_torch(shipped, tmp_path):
         args = ["image", str(tmp_path / "road.png"), "-o", str(tmp_path / backend), "-d", "cpu", "--backend", backend]
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
-        assert f"via {'onnxruntime (CPU)' if backend == 'onnxruntime' else 'torch'} on cpu" in result.output
+        assert f"on cpu via {'onnxruntime (CPU)' if backend == 'onnxruntime' else 'torch'}" in result.output
         outs[backend] = cv2.imread(str(tmp_path / backend / "road.png")).astype(int)
     assert np.abs(outs["torch"] - outs["onnxruntime"]).max() <= 1
     assert np.abs(outs["torch"] - src.astype(int)).mean() > 5  # it dehazed

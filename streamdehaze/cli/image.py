@@ -72,5 +72,5 @@ def command(
     how = work.describe()
     how += "" if work.is_full or transfer_fit == DEFAULT_TRANSFER_FIT else f", {transfer_fit} transfer fit"
     how += ", flip average" if flip_average else ""
-    via = f"via {describe_backend(dehazer)} on {dehazer.device}"
+    via = f"on {dehazer.device} via {describe_backend(dehazer)}"
     console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} {via} ({how})", highlight=False)

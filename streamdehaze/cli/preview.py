@@ -114,7 +114,7 @@ def command(
         console.print(
             f"previewing {source} ({info.width}x{info.height}{', live' if pipe.source.inner.is_live else ''}) "
             f"with {getattr(pipe.engine.model, 'name', model)}{' (flip average)' if flip_average else ''} "
-            f"via {describe_backend(pipe.engine.model)} on {pipe.engine.device}",
+            f"on {pipe.engine.device} via {describe_backend(pipe.engine.model)}",
             highlight=False,
             soft_wrap=True,
         )

@@ -158,7 +158,7 @@ def command(
             detail += ", live"
         elif info.frame_count:
             detail += f", {info.frame_count} frames"
-        how = f"via {describe_backend(pipe.engine.model)} on {pipe.engine.device}, batch {batch}, {precision}"
+        how = f"on {pipe.engine.device} via {describe_backend(pipe.engine.model)}, batch {batch}, {precision}"
         console.print(
             f"dehazing {source} ({detail}) with {name} {how} → {output}",
             highlight=False,
