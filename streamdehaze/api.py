@@ -11,7 +11,6 @@ from torch import nn
 
 from .devices import resolve_device
 from .frames import Frame
-from .nets.registry import load_model
 from .pipeline.runner import Pipeline, Progress
 from .pipeline.speed import SpeedSettings
 
@@ -38,6 +37,7 @@ def build_pipeline(
     coeff_hook: Any = None,
     temporal: Any = "default",
     flip_average: bool = False,
+    backend: str = "auto",
 ) -> Pipeline:
     """A ready :class:`Pipeline` from ``src`` (file, rtsp://, webcam:N, image folder) to ``dst``.
 
@@ -55,7 +55,10 @@ def build_pipeline(
     :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`; ``"default"`` (as ``run``): the default
     mode and strength; None: off;
     its state is ``pipeline.temporal`` (``.enabled`` switches it while running).
+    ``backend``: what runs the network when ``model`` is a name: ``torch``, ``onnxruntime`` or ``auto``
+    (see :mod:`streamdehaze.backends.select`).
     """
+    from .backends.select import load_dehazer
     from .io.sinks import VideoFileSink, open_sink
     from .io.sources import FileSource, open_source
     from .pipeline.engine import _model_device
@@ -65,7 +68,7 @@ def build_pipeline(
         dehazer, dev = model, _model_device(model)  # a ready model runs where it is
     else:
         dev = resolve_device(device)
-        dehazer = load_model(model, weights=weights, device=dev, flip_average=flip_average)
+        dehazer = load_dehazer(model, weights, dev, backend, precision, flip_average)
     source = open_source(os.fspath(src), start=start, timeout=timeout, reconnect_for=reconnect_for)
     audio_from = os.fspath(src) if not source.is_live and Path(os.fspath(src)).is_file() else None
     sink = open_sink(
@@ -107,7 +110,7 @@ def dehaze_video(
     """Dehaze a video or stream ``src`` into ``dst`` and return a summary dict.
 
     ``options``: codec, crf, preset, start, duration (seconds), max_frames, timeout, reconnect_for, speed
-    (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal, flip_average (see
+    (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal, flip_average, backend (see
     :func:`build_pipeline`).
     The summary holds ``status``, ``frames_read``, ``frames_written``, ``dropped``, ``fps``,
     ``wall_s``, ``outages`` and ``gap_s`` (a live source's reconnections and the seconds without

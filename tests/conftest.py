@@ -25,6 +25,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_data)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _export_cache(tmp_path_factory):
+    """ONNX exports (the onnxruntime backend's cache) go to one folder per test session, not the user's cache;
+    set in the environment so CLI subprocesses share it."""
+    old = os.environ.get("STREAMDEHAZE_CACHE")
+    os.environ["STREAMDEHAZE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("STREAMDEHAZE_CACHE", None)
+    else:
+        os.environ["STREAMDEHAZE_CACHE"] = old
+
+
 def official_state_dict(ngf: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random weights of the official shapes, with non-trivial deformable offsets and deconv statistics."""
     torch.manual_seed(seed)

@@ -22,6 +22,7 @@ result, ``*_speedup``, and per round ``*_speedup_rounds``) are fair on a shared 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import platform
 import statistics
 import tempfile
@@ -35,6 +36,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..backends.select import describe_backend
 from ..devices import device_name, resolve_device
 from ..frames import StreamInfo
 from ..nets.dehazer import Dehazer
@@ -72,6 +74,7 @@ class BenchSettings(SpeedSettings):
     peak: bool = False  # also count the network's FLOPs and measure the device's matmul peak
     temporal: str = "off"  # temporal smoothing (pipeline.temporal_engine): its cost shows in the engine figures
     temporal_strength: float = 0.8
+    backend: str = "auto"  # torch | onnxruntime | auto (see backends.select)
 
     def engine(self, model: torch.nn.Module, device: torch.device) -> Engine:
         from ..pipeline.temporal_engine import TemporalSettings, build_engine
@@ -101,20 +104,32 @@ def environment(device: torch.device) -> dict[str, Any]:
         "ffmpeg_version": ".".join(map(str, av.library_versions.get("libavcodec", ()))) or None,
         "python_version": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
+        "onnxruntime_version": _version("onnxruntime"),
     }
 
 
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def build_model(s: BenchSettings, device: torch.device) -> Dehazer:
-    from ..nets.registry import MODELS, build_network, load_model
+    from ..backends.select import load_dehazer, resolve_backend, to_onnxruntime
+    from ..nets.registry import MODELS, build_network
 
     if s.random_weights:
         torch.manual_seed(0)
         net = build_network(s.model, ngf=s.ngf).eval()
         if hasattr(net, "fold_for_inference"):
             net.fold_for_inference()
-        info = {"weights": "random"}
-        return Dehazer(net.to(device), s.model, MODELS[s.model].multiple, info, s.flip_average).eval()
-    return load_model(s.model, weights=s.weights, device=device, flip_average=s.flip_average)
+        info = {"weights": "random", "ngf": s.ngf, "backend": "torch"}
+        model = Dehazer(net.to(device), s.model, MODELS[s.model].multiple, info, s.flip_average).eval()
+        if resolve_backend(s.backend, s.model, None, device, s.precision) == "onnxruntime":
+            return to_onnxruntime(model, device, s.precision)
+        return model
+    return load_dehazer(s.model, s.weights, device, s.backend, s.precision, s.flip_average)
 
 
 def synthetic_frames(width: int, height: int, seed: int = 0) -> Iterator[np.ndarray]:
@@ -180,6 +195,7 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
         raise ValueError(f"unknown measurements {sorted(unknown)}; expected some of {MEASUREMENTS}")
     device = resolve_device(s.device)
     model = base_model = build_model(s, device)
+    models = {(s.backend, s.precision): base_model}  # one loaded model per backend (and precision), shared
     log(f"speed settings on {device}: {s.describe(device, model=model)}")
     env = environment(device)
     variants = bench_variants(s)
@@ -200,7 +216,9 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
                 runs["base"]["decode"].append(fps)
             for label, v in variants:
                 name = "" if label == "base" else f" ({label})"
-                model = base_model.with_flip_average(v.flip_average)  # the same weights
+                if (v.backend, v.precision) not in models:
+                    models[v.backend, v.precision] = build_model(v, device)
+                model = models[v.backend, v.precision].with_flip_average(v.flip_average)  # the same weights
                 batch = np.stack([images[i % len(images)] for i in range(v.batch)])
                 if "model" in s.measure:
                     log(f"{step}: model-only{name}")
@@ -221,12 +239,15 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
         accuracy = precision_error(base_model, s, device, np.stack(images)) if s.precision != "fp32" else None
     results = []
     for label, v in variants:
-        model = base_model.with_flip_average(v.flip_average)
+        model = models[v.backend, v.precision].with_flip_average(v.flip_average)
         fig = {f"{k}_fps": _median(runs[label][k]) for k in ("model", "engine", "end_to_end")}
         fig["model_keyframes"] = extra[label].get("model_keyframes")
         if s.peak and fig["model_fps"]:
             log(f"counting FLOPs{'' if label == 'base' else f' ({label})'}")
-            fig.update(_peak_figures(model, v, device, info, fig))
+            counted = model  # FLOPs are counted on the torch network, the same for every backend
+            if describe_backend(model) != "torch":
+                counted = build_model(dataclasses.replace(v, backend="torch"), device).with_flip_average(v.flip_average)
+            fig.update(_peak_figures(counted, v, device, info, fig))
         overrides = {} if label == "base" else parse_overrides(label)
         work = v.resolved_work_size(device, model)
         results.append({
@@ -235,6 +256,7 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
             "work_size": v.describe(device, info.height, info.width, model=model),
             "network_size": "{1}x{0}".format(*work.size_for(info.height, info.width)),
             "keyframe_interval": v.keyframe_interval,
+            "backend": describe_backend(model),
             "keyframes": extra[label].get("keyframes"),
             **fig,
             "rounds": runs[label],
@@ -262,6 +284,7 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
         "end_to_end_over_slowest": _ratio(med["end_to_end"], slowest),
         "end_to_end_over_model": _ratio(med["end_to_end"], med["model"]),
         "work_size": base["work_size"],
+        "backend": base["backend"],
         "keyframes": base["keyframes"],
         "precision_error": accuracy,
         "variants": results,

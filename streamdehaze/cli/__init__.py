@@ -10,6 +10,7 @@ import importlib
 import sys
 
 import click
+from rich.markup import escape
 
 from .. import __version__
 from ..errors import StreamDehazeError
@@ -25,6 +26,7 @@ COMMANDS = {
     "bench": "bench",
     "eval-video": "eval_video",
     "preview": "preview",
+    "export": "export",
 }
 
 
@@ -45,7 +47,8 @@ class _Group(click.Group):
         except StreamDehazeError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            console_err.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            # escaped: messages hold brackets (pip install 'streamdehaze[onnx]') that rich would read as markup
+            console_err.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             console_err.print("[yellow]interrupted[/]")
@@ -67,5 +70,6 @@ def main(ctx: click.Context, debug: bool) -> None:
       streamdehaze image photo.jpg --output out/
       streamdehaze eval --hazy data/hazy --clear data/clear
       streamdehaze models
+      streamdehaze export --format onnx -o aecrnet.onnx
     """
     ctx.ensure_object(dict)["debug"] = debug

@@ -11,12 +11,21 @@ from rich.table import Table
 from ..bench.measure import MEASUREMENTS, BenchSettings, run_bench
 from ..errors import InputError
 from ..pipeline.speed import OVERRIDE_KEYS, parse_overrides
-from .common import console, console_err, device_option, flip_average_option, model_option, weights_option
+from .common import (
+    backend_option,
+    console,
+    console_err,
+    device_option,
+    flip_average_option,
+    model_option,
+    weights_option,
+)
 from .progress import key_value_table
 from .speed import pop_speed, speed_options
 from .temporal_options import temporal_options
 
 ENV_KEYS = ("device_name", "device", "torch_version", "cuda_version", "cudnn_version", "torch_threads", "av_version")
+ENV_KEYS += ("onnxruntime_version",)
 
 
 def parse_resolution(value: str) -> tuple[int, int]:
@@ -92,6 +101,7 @@ def stages_table(stages: dict) -> Table:
 @weights_option
 @flip_average_option
 @device_option
+@backend_option
 @click.option("--random-weights", is_flag=True, help="Time AECR-Net with random weights (no weight file needed).")
 @click.option("--ngf", type=click.IntRange(min=1), default=64, show_default=True, help="Width for --random-weights.")
 @click.option("--resolution", "-r", default="1280x720", show_default=True, help="Frame size WIDTHxHEIGHT.")
@@ -121,8 +131,8 @@ def stages_table(stages: dict) -> Table:
 @click.option("--peak", is_flag=True, help="Also count network FLOPs and measure the matmul peak (share reached).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else on stdout.")
 @temporal_options(default="off")
-def command(model, weights, flip_average, device, random_weights, ngf, resolution, batch, precision, frames, warmup,
-            repeat, codec, crf, preset, input_, compare, measure, peak, as_json, **speed) -> None:  # fmt: skip
+def command(model, weights, flip_average, device, backend, random_weights, ngf, resolution, batch, precision, frames,
+            warmup, repeat, codec, crf, preset, input_, compare, measure, peak, as_json, **speed) -> None:  # fmt: skip
     """Measure model-only, decode-only, encode-only and end-to-end frames per second.
 
     Uses a generated H.264 clip of --resolution (or --input FILE) through the real pipeline with a
@@ -135,6 +145,7 @@ def command(model, weights, flip_average, device, random_weights, ngf, resolutio
       streamdehaze bench --random-weights --input samples/foggy_drive.mp4 --compare keyframe-interval=4
       streamdehaze bench --random-weights --ngf 16 --batch 2 --frames 20 --json
       streamdehaze bench --weights models/aecrnet.pt --device cuda --precision fp16 -r 1920x1080
+      streamdehaze bench --input samples/foggy_drive.mp4 --backend torch --compare backend=onnxruntime
     """
     width, height = parse_resolution(resolution)
     if random_weights and weights:
@@ -146,7 +157,7 @@ def command(model, weights, flip_average, device, random_weights, ngf, resolutio
         model=model, weights=weights, flip_average=flip_average, random_weights=random_weights, ngf=ngf, width=width,
         height=height, batch=batch, precision=precision, device=device, frames=frames, warmup=warmup, codec=codec,
         crf=crf, preset=preset, input=input_, repeat=repeat, compare=tuple(compare), measure=parse_measure(measure),
-        peak=peak, temporal=speed.pop("temporal"), temporal_strength=speed.pop("temporal_strength"),
+        peak=peak, backend=backend, temporal=speed.pop("temporal"), temporal_strength=speed.pop("temporal_strength"),
         **vars(speed_settings),
     )  # fmt: skip
     result = run_bench(s, log=lambda msg: console_err.print(f"[dim]{msg}[/]", highlight=False))
@@ -159,6 +170,7 @@ def command(model, weights, flip_average, device, random_weights, ngf, resolutio
     shown += ("preset", "crf")
     rows = [(k, settings[k]) for k in shown] + [("weights", f"random (ngf {ngf})" if random_weights else weights)]
     rows.append(("working size", result["work_size"]))
+    rows.append(("backend", result["backend"]))
     rows.append(("temporal", f"{settings['temporal']} (strength {settings['temporal_strength']:g})"))
     console.print(key_value_table(rows, title="settings"))
     console.print(results_table(result))

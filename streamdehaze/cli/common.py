@@ -8,6 +8,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from ..backends import BACKENDS
+
 console = Console()
 console_err = Console(stderr=True)
 
@@ -24,7 +26,8 @@ weights_option = click.option(
     "-w",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Weight file to use instead of the shipped one (official AECR-Net .pk/.pth or ours).",
+    help="Weight file to use instead of the shipped one (official AECR-Net .pk/.pth or ours; "
+    "an .onnx file from 'streamdehaze export' runs with onnxruntime).",
 )
 flip_average_option = click.option(
     "--flip-average",
@@ -62,3 +65,14 @@ def log_to_console() -> None:
     logger = logging.getLogger("streamdehaze")
     if not any(isinstance(h, _ConsoleLog) for h in logger.handlers):
         logger.addHandler(_ConsoleLog(logging.WARNING))
+
+
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(list(BACKENDS)),
+    default="auto",
+    show_default=True,
+    help="What runs the network. auto: onnxruntime on the CPU (faster there) when installed, else torch; "
+    "onnxruntime exports the weights to ONNX once (cached) or runs --weights FILE.onnx; "
+    "install it with: pip install 'streamdehaze[onnx]'.",
+)

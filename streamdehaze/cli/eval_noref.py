@@ -89,6 +89,7 @@ def run_no_reference(
     device: str,
     baseline: str | None,
     per_image: bool,
+    backend: str = "auto",
     as_json: bool,
     work_size: str,
     transfer_fit: str,
@@ -100,6 +101,7 @@ def run_no_reference(
     """The body of ``eval --no-reference``; see :data:`HELP`."""
     import torch
 
+    from ..backends.select import load_dehazer
     from ..images import dehaze_image
     from ..nets.registry import load_model
     from ..noref_eval import NoRefEvaluation, count_frames, expand_eval_inputs, iter_images
@@ -115,7 +117,7 @@ def run_no_reference(
     if total == 0:
         raise InputError(f"{' '.join(inputs)}: no frame to evaluate (empty video, or --max-frames 0)")
 
-    dehazer = load_model(model, weights=weights, device=device, flip_average=flip_average)
+    dehazer = load_dehazer(model, weights, device, backend, flip_average=flip_average)
     work = parse_work_size(work_size, dehazer.device, dehazer)
 
     def run_model(image):

@@ -12,16 +12,16 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..backends.select import describe_backend, load_dehazer
 from ..errors import DataError, InputError
 from ..images import dehaze_image
 from ..io.stills import read_image
 from ..metrics import psnr, ssim
-from ..nets.registry import load_model
 from ..ops.color import to_tensor
 from ..pairs import find_pairs
 from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..work_size import parse_work_size
-from .common import console, device_option, flip_average_option, model_option, weights_option
+from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
 from .eval_noref import HELP as NO_REFERENCE_HELP
 from .eval_noref import run_no_reference
 from .speed import transfer_fit_option, work_size_option
@@ -122,6 +122,7 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
 @weights_option
 @flip_average_option
 @device_option
+@backend_option
 @click.option(
     "--baseline",
     type=click.Choice(["input", "dcp"]),
@@ -150,6 +151,7 @@ def command(
     weights,
     flip_average,
     device,
+    backend,
     baseline,
     no_baseline,
     per_image,
@@ -181,6 +183,7 @@ def command(
             weights=weights,
             flip_average=flip_average,
             device=device,
+            backend=backend,
             baseline=None if no_baseline else baseline,
             per_image=per_image,
             as_json=as_json,
@@ -207,7 +210,7 @@ def command(
     if len(hazy) != len(clear):
         raise InputError(f"got {len(hazy)} --hazy folder(s) but {len(clear)} --clear folder(s); give them in pairs")
     sets = [find_pairs(h, c) for h, c in zip(hazy, clear)]
-    dehazer = load_model(model, weights=weights, device=device, flip_average=flip_average)
+    dehazer = load_dehazer(model, weights, device, backend, flip_average=flip_average)
     work = parse_work_size(work_size, dehazer.device, dehazer)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with torch.inference_mode(), Progress(*columns, console=console, transient=True, disable=as_json) as progress:
@@ -215,6 +218,7 @@ def command(
     all_rows = [r for rows in results for r in rows]
     if as_json:
         out = _summary(all_rows) | {"model": model, "work_size": work.describe(), "flip_average": flip_average}
+        out["backend"] = describe_backend(dehazer)
         out["transfer_fit"] = None if work.is_full else transfer_fit
         out["sets"] = {h: _summary(r) for h, r in zip(hazy, results)}
         click.echo(json.dumps(out))
@@ -222,6 +226,7 @@ def command(
     for h, rows in zip(hazy, results):
         at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit)"
         at += ", flip average" if flip_average else ""
+        at += f", {describe_backend(dehazer)}"
         console.print(_table(f"{model} on {h}{at}", rows, per_image))
     if len(results) > 1:
         s = _summary(all_rows)

@@ -7,13 +7,13 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..backends.select import describe_backend, load_dehazer
 from ..errors import InputError
 from ..images import dehaze_image
 from ..io.stills import expand_inputs, read_image, write_image
-from ..nets.registry import load_model
 from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..work_size import parse_work_size
-from .common import console, device_option, flip_average_option, model_option, weights_option
+from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
 
 
@@ -36,6 +36,7 @@ def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
 @weights_option
 @flip_average_option
 @device_option
+@backend_option
 @work_size_option()
 @transfer_fit_option
 def command(
@@ -45,6 +46,7 @@ def command(
     weights: str | None,
     flip_average: bool,
     device: str,
+    backend: str,
     work_size: str,
     transfer_fit: str,
 ) -> None:
@@ -58,7 +60,7 @@ def command(
     paths = expand_inputs(inputs)
     out_dir = Path(output)
     outs = _output_paths(paths, out_dir)
-    dehazer = load_model(model, weights=weights, device=device, flip_average=flip_average)
+    dehazer = load_dehazer(model, weights, device, backend, flip_average=flip_average)
     work = parse_work_size(work_size, dehazer.device, dehazer)
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -70,4 +72,5 @@ def command(
     how = work.describe()
     how += "" if work.is_full or transfer_fit == DEFAULT_TRANSFER_FIT else f", {transfer_fit} transfer fit"
     how += ", flip average" if flip_average else ""
-    console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} on {dehazer.device} ({how})")
+    via = f"on {dehazer.device} via {describe_backend(dehazer)}"
+    console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} {via} ({how})", highlight=False)

@@ -9,6 +9,7 @@ import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/w
 
 from ..errors import InputError
 from .common import (
+    backend_option,
     console,
     device_option,
     flip_average_option,
@@ -48,6 +49,7 @@ def print_web_url(url: str, token_required: bool) -> None:
 @weights_option
 @flip_average_option
 @device_option
+@backend_option
 @web_option
 @token_option
 @click.option(
@@ -79,6 +81,7 @@ def command(
     weights: str | None,
     flip_average: bool,
     device: str,
+    backend: str,
     web: str | None,
     token: str | None,
     window: bool | None,
@@ -108,6 +111,7 @@ def command(
       streamdehaze preview rtsp://camera/stream --web 8080             # page on http://127.0.0.1:8080/
       streamdehaze preview rtsp://camera/stream --web 0.0.0.0:8080     # reachable from the network, with a token
     """
+    from ..backends.select import describe_backend
     from ..pipeline.speed import SpeedSettings
     from ..preview.session import preview
 
@@ -122,7 +126,7 @@ def command(
         console.print(
             f"previewing {source} ({info.width}x{info.height}{', live' if pipe.source.inner.is_live else ''}) "
             f"with {getattr(pipe.engine.model, 'name', model)}{' (flip average)' if flip_average else ''} "
-            f"on {pipe.engine.device}",
+            f"on {pipe.engine.device} via {describe_backend(pipe.engine.model)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -149,6 +153,7 @@ def command(
             max_frames=max_frames,
             exit_at_end=exit_at_end,
             flip_average=flip_average,
+            backend=backend,
             on_start=on_start,
             on_progress=progress_bar.update,
             speed=SpeedSettings(work_size=work_size, transfer_fit=transfer_fit),

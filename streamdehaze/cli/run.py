@@ -8,9 +8,11 @@ import sys
 import click
 
 from ..api import build_pipeline
+from ..backends.select import describe_backend
 from ..errors import InputError, StreamDehazeError
 from ..pipeline.speed import SpeedSettings
 from .common import (
+    backend_option,
     console,
     device_option,
     flip_average_option,
@@ -48,6 +50,7 @@ def parse_time(value: str | None, option: str) -> float | None:
 @weights_option
 @flip_average_option
 @device_option
+@backend_option
 @click.option("--batch", "-b", type=click.IntRange(min=1), default=4, show_default=True, help="Frames per model call.")
 @click.option(
     "--precision",
@@ -85,6 +88,7 @@ def command(
     weights: str | None,
     flip_average: bool,
     device: str,
+    backend: str,
     batch: int,
     precision: str,
     crf: int,
@@ -159,6 +163,7 @@ def command(
         speed=speed,
         temporal=temporal,
         flip_average=flip_average,
+        backend=backend,
     )
     live_preview = RecordingPreview(pipe, show_preview, web, token)
     log_to_console()  # a live source's outages, one line each
@@ -170,8 +175,9 @@ def command(
             detail += ", live"
         elif info.frame_count:
             detail += f", {info.frame_count} frames"
+        how = f"on {pipe.engine.device} via {describe_backend(pipe.engine.model)}, batch {batch}, {precision}"
         console.print(
-            f"dehazing {source} ({detail}) with {name} on {pipe.engine.device} (batch {batch}, {precision}) → {output}",
+            f"dehazing {source} ({detail}) with {name} {how} → {output}",
             highlight=False,
             soft_wrap=True,
         )

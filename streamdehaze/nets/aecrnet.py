@@ -66,13 +66,17 @@ class DehazeBlock(nn.Module):
 
 
 def uses_sampled_deform(x: torch.Tensor) -> bool:
-    """Whether :class:`DeformConv` computes with :mod:`.deform` (CPU) rather than torchvision's kernel."""
-    return x.device.type == "cpu"
+    """Whether :class:`DeformConv` computes with :mod:`.deform` (CPU) rather than torchvision's kernel.
+
+    Never while ``torch.export`` traces (the ONNX export): torchvision's op becomes ONNX ``DeformConv``,
+    the sampling form would become ``GridSample`` and a graph that TensorRT and others run slowly.
+    """
+    return x.device.type == "cpu" and not torch.compiler.is_exporting()
 
 
 class DeformConv(nn.Module):
-    """Modulated deformable 3×3 conv (DCNv2): ``torchvision.ops.deform_conv2d`` on CUDA, the equal
-    bilinear-sampling form (:mod:`.deform`, several times faster there) on the CPU.
+    """Modulated deformable 3×3 conv (DCNv2): ``torchvision.ops.deform_conv2d`` on CUDA and in exports,
+    the equal bilinear-sampling form (:mod:`.deform`, several times faster there) on the CPU.
 
     ``conv_offset_mask`` predicts 27 channels: chunks 0 and 1 concatenated are the 18 offsets,
     sigmoid of chunk 2 the 9 modulation masks (DCNv2's layout). It starts at zero, so a fresh

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..backends import check_backend
 from ..errors import InputError
 from ..work_size import WorkSize, parse_work_size
 from .engine import Engine
@@ -114,6 +115,7 @@ OVERRIDE_KEYS: dict[str, tuple[str, Any]] = {
     "flip-average": ("flip_average", _bool),
     "temporal": ("temporal", str),
     "temporal-strength": ("temporal_strength", float),
+    "backend": ("backend", check_backend),
 }
 
 

@@ -152,6 +152,7 @@ def build_preview_pipeline(
     speed: Any = None,
     temporal: Any = None,
     flip_average: bool = False,
+    backend: str = "auto",
 ) -> Any:
     """The preview's :class:`~streamdehaze.pipeline.runner.Pipeline` (not opened): ``source`` in real time → ``hub``.
 
@@ -159,14 +160,15 @@ def build_preview_pipeline(
     ``speed`` (a :class:`~streamdehaze.pipeline.speed.SpeedSettings`) and ``temporal`` (a
     :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`, default: the default mode)
     describe; ``pipeline.temporal`` is the smoothing switch. Batch 1 and short queues keep latency low.
-    ``flip_average``: when ``model`` is a name, average each result with the mirrored frame's.
+    ``flip_average``: when ``model`` is a name, average each result with the mirrored frame's;
+    ``backend``: what runs it then (:func:`~streamdehaze.backends.select.load_dehazer`).
     ``timeout``/``reconnect_for``: a live source's stall time and reconnection budget (None: for ever).
     """
     import dataclasses
 
+    from ..backends.select import load_dehazer
     from ..devices import resolve_device
     from ..io.sources import open_source
-    from ..nets.registry import load_model
     from ..pipeline.engine import _model_device
     from ..pipeline.runner import Pipeline
     from ..pipeline.speed import SpeedSettings
@@ -179,7 +181,7 @@ def build_preview_pipeline(
         dehazer, dev = model, _model_device(model)
     else:
         dev = resolve_device(device)
-        dehazer = load_model(model, weights=weights, device=dev, flip_average=flip_average)
+        dehazer = load_dehazer(model, weights, dev, backend, precision, flip_average)
     if temporal.on and temporal.mode in ("ema", "flow"):  # before the switch, which hides the prior from it
         dehazer = with_smoothed_airlight(dehazer, temporal.airlight, temporal.config().cut_threshold)
     switch = ToggleModel(dehazer)
@@ -210,20 +212,22 @@ def preview(
     temporal: Any = None,
     exit_at_end: bool = False,
     flip_average: bool = False,
+    backend: str = "auto",
     on_start: Callable[[Any, str | None], None] | None = None,
     on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
     """Preview ``source`` dehazed in a window and/or on a web page (``web`` = ``[HOST:]PORT``).
 
-    ``speed``/``temporal``/``flip_average``: see :func:`build_preview_pipeline`. ``on_start(pipeline, url)`` is
-    called once the source is open and the outputs are up; ``on_progress`` gets the pipeline's
-    progress snapshots. Unless ``exit_at_end``, the last frame stays on screen after the stream
-    ends until the user quits. Returns the pipeline's stats.
+    ``speed``/``temporal``/``flip_average``/``backend``: see :func:`build_preview_pipeline`.
+    ``on_start(pipeline, url)`` is called once the source is open and the outputs are up;
+    ``on_progress`` gets the pipeline's progress snapshots. Unless ``exit_at_end``, the last frame
+    stays on screen after the stream ends until the user quits. Returns the pipeline's stats.
     """
     hub = PreviewHub(snapshot_dir)
     pipe = build_preview_pipeline(
         source, hub, model, weights, device, batch=batch, precision=precision, timeout=timeout,
         reconnect_for=reconnect_for, max_frames=max_frames, speed=speed, temporal=temporal, flip_average=flip_average,
+        backend=backend,
     )  # fmt: skip
     pipe.open()
     outputs = PreviewOutputs(hub, window=window, web=web, token=token)
