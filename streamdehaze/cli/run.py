@@ -10,6 +10,7 @@ import click
 from ..api import build_pipeline
 from ..errors import InputError
 from ..pipeline.speed import SpeedSettings
+from .batch import batch_options, pop_batch
 from .common import console, device_option, flip_average_option, model_option, weights_option
 from .preview import RecordingPreview, token_option, web_option
 from .progress import PipelineProgress, print_summary
@@ -34,7 +35,8 @@ def parse_time(value: str | None, option: str) -> float | None:
     "--output",
     "-o",
     required=True,
-    help="Output video file (container from the extension: .mp4, .mkv, .mov, ...) or DIR/ for numbered PNGs.",
+    help="Output video file (container from the extension: .mp4, .mkv, .mov, ...) or DIR/ for numbered PNGs; "
+    "for a folder or glob of videos, the folder for their outputs.",
 )
 @model_option
 @weights_option
@@ -68,6 +70,7 @@ def parse_time(value: str | None, option: str) -> float | None:
 @token_option
 @speed_options
 @temporal_options()
+@batch_options
 def command(
     source: str,
     output: str,
@@ -102,12 +105,18 @@ def command(
 
     Ctrl-C stops cleanly: the frames processed so far are written as a playable file (exit code 130).
 
+    A folder or glob of videos is a batch: every file is dehazed into the --output folder (relative
+    paths kept), outputs that exist are skipped, OUT/streamdehaze-manifest.jsonl gets a line per
+    file, and --ray spreads the files over a Ray cluster.
+
     \b
     Examples:
       streamdehaze run dashcam.mp4 --output clear.mp4 --weights models/aecrnet.pt
       streamdehaze run rtsp://camera/stream --output rec.mkv --model dcp --batch 1
       streamdehaze run foggy.mov --output frames/ --start 1:30 --duration 10
       streamdehaze run dashcam.mp4 --output clear.mp4 --work-size 540 --keyframe-interval 4
+      streamdehaze run card/DCIM/ --output clear/ --recursive
+      streamdehaze run 'drives/*.MP4' --output clear/ --ray auto
     """
     t_start, t_duration = parse_time(start, "--start"), parse_time(duration, "--duration")
     if t_duration is not None and t_duration <= 0:
@@ -126,6 +135,19 @@ def command(
         transfer_fit=transfer_fit,
     )
     temporal = pop_temporal(temporal_kwargs)
+    batch_opts = pop_batch(temporal_kwargs)
+    if batch_opts.applies_to(source):  # a folder or glob of videos: one output per file (streamdehaze.batch)
+        from ..batch.jobs import RunSettings
+        from .batch import run_folder
+
+        if show_preview or web is not None:
+            raise InputError("--preview and --web show one stream; a folder or glob source is a batch of files")
+        settings = RunSettings(
+            model, weights, device, batch, precision, codec, crf, preset, t_start, t_duration, max_frames,
+            speed, temporal, flip_average, segments=batch_opts.segments,
+        )  # fmt: skip
+        run_folder(source, output, settings, batch_opts, console)
+        return
     pipe = build_pipeline(
         source,
         output,
