@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -11,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from media import make_clip, make_clip_with_track, make_images, read_index, read_video, track_packets
 
@@ -24,7 +22,8 @@ FAST = ["--model", "dcp", "--batch", "4"]
 
 
 def clip_folder(folder: Path, frames=(6, 7, 8, 9), broken: bool = True) -> Path:
-    """``folder`` with ``clip_i.mp4`` of ``frames[i]`` frames (frame k shows index 10*i + k) and a corrupt ``broken.mp4``."""
+    """``folder`` with ``clip_i.mp4`` of ``frames[i]`` frames (showing indices 10*i, 10*i + 1, ...) and a
+    corrupt ``broken.mp4``."""
     folder.mkdir(parents=True, exist_ok=True)
     for i, n in enumerate(frames):
         make_clip(folder / f"clip_{i}.mp4", n_frames=n, first=10 * i)

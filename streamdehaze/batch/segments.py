@@ -75,7 +75,10 @@ def probe_clip(path: str) -> ClipInfo | None:
             s = c.streams.video[0]
             tb = Fraction(s.time_base) if s.time_base else Fraction(1, 1_000_000)
             rate = s.average_rate or s.guessed_rate
+            start = float(s.start_time * tb) if s.start_time is not None else 0.0
             duration = float(s.duration * tb) if s.duration else (c.duration / 1_000_000 if c.duration else None)
+            if duration is not None and not s.duration and c.format.name.startswith("matroska"):
+                duration -= start  # Matroska gives the time the file ends (see FileSource._expected_end)
             tags = {**c.metadata, **s.metadata}
             ctx = s.codec_context
             return ClipInfo(
@@ -85,7 +88,7 @@ def probe_clip(path: str) -> ClipInfo | None:
                 height=ctx.height,
                 pix_fmt=ctx.pix_fmt,
                 frame_rate=float(rate) if rate else None,
-                start=float(s.start_time * tb) if s.start_time is not None else 0.0,
+                start=start,
                 duration=duration,
                 frames=s.frames or None,
                 creation=_creation_time(tags),
