@@ -138,3 +138,10 @@ def test_no_flicker_step_at_a_segment_boundary(tmp_path):
     assert f_carried[b] == pytest.approx(f_one[b], rel=0.05, abs=0.05)
     # started afresh, the second part jumps: the step the carried state removes (so this test can fail)
     assert f_reset[b] > 2 * max(f_one), (f_reset[b], f_one)
+    # part 2 again, with part 1's output done earlier (skipped): the state is rebuilt from part 1's frames
+    (tmp_path / "carried" / "part_2.mp4").unlink()
+    result = runner.invoke(main, ["run", str(seg), "-o", str(tmp_path / "carried"), *opts])
+    assert result.exit_code == 0, result.output
+    assert [e["segment"] for e in read_manifest(tmp_path / "carried" / MANIFEST_NAME)[2:]] == [None, "warmed up"]
+    warmed = output("carried")
+    assert max(np.abs(x.astype(np.int16) - y).mean() for x, y in zip(warmed, one_piece)) < 0.5

@@ -10,6 +10,7 @@ import importlib
 import sys
 
 import click
+from rich.markup import escape
 
 from .. import __version__
 from ..errors import StreamDehazeError
@@ -45,7 +46,7 @@ class _Group(click.Group):
         except StreamDehazeError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            console_err.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            console_err.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             console_err.print("[yellow]interrupted[/]")
