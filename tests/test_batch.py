@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from media import make_clip, make_clip_with_track, make_images, read_index, read_video, track_packets
 
@@ -207,3 +208,36 @@ def test_a_relative_source_and_output_work_from_any_folder(tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").glob("*.mp4")) == ["clip_0.mp4", "clip_1.mp4"]
     shutil.rmtree(src)
+
+
+def test_the_read_ahead_source_gives_what_the_file_source_gives(tmp_path):
+    from media import truncate
+
+    from streamdehaze.batch.prefetch import PrefetchFileSource
+    from streamdehaze.errors import DecodeError
+    from streamdehaze.io.sources import FileSource
+
+    clip = make_clip(tmp_path / "c.mp4", n_frames=30, vfr=True, audio=True)
+    with FileSource(str(clip)) as plain:
+        expected = [(f.pts, f.time_base, f.image) for f in plain]
+    ahead = PrefetchFileSource(str(clip), depth=4).prefetch()
+    time.sleep(0.2)  # it reads ahead while nobody asks
+    with ahead:
+        got = [(f.pts, f.time_base, f.image) for f in ahead]
+    assert [g[:2] for g in got] == [e[:2] for e in expected]
+    assert all((g[2] == e[2]).all() for g, e in zip(got, expected))
+    assert ahead._thread is not None and not ahead._thread.is_alive()
+    # errors come out where the pipeline reads them, with their type
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"garbage" * 100)
+    with pytest.raises(DecodeError, match="cannot read"):
+        PrefetchFileSource(str(broken)).prefetch().open()
+    cut = truncate(clip, tmp_path / "cut.mp4", keep=0.6)
+    with pytest.raises(DecodeError, match="ended early|corrupt"):
+        with PrefetchFileSource(str(cut)) as src:
+            list(src)
+    # closing while it reads ahead stops the thread
+    early = PrefetchFileSource(str(clip), depth=2).prefetch()
+    early.open()
+    early.close()
+    assert not early._thread.is_alive()

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import time
 from typing import Any
 
-from ..errors import ClusterError
+from ..errors import ClusterError, ModelError
 from .jobs import BatchObserver, FileResult, Job, RunSettings
 from .manifest import Manifest
 from .runner import record_skipped, split_done, total_frames
@@ -65,6 +66,15 @@ class FileActor:
 
     def process(self, job: Job) -> FileResult:
         return self.worker.process(job)
+
+
+def check_settings(settings: RunSettings) -> None:
+    """ModelError for a weight file that is not there (the workers read the same path)."""
+    if settings.weights and not os.path.isfile(settings.weights):
+        raise ModelError(
+            f"weight file not found: {settings.weights} (pass an existing .pt/.pth/.pk file with --weights, "
+            "at a path every Ray node sees)"
+        )
 
 
 def connect(ray, address: str) -> bool:
@@ -162,12 +172,14 @@ class _Pool:
 
 
 def _cause(err: BaseException) -> str:
-    """The first line of the original error inside a Ray error, when there is one."""
+    """The original error's message inside a Ray error (``module.SomeError: text`` → ``text``)."""
     inner = getattr(err, "cause", None)
     if isinstance(inner, BaseException) and inner is not err:
         return str(inner).splitlines()[0] if str(inner) else type(inner).__name__
-    lines = [ln for ln in str(err).splitlines() if ln.strip()]
-    return lines[-1] if lines else type(err).__name__
+    lines = [ln for ln in str(err).splitlines() if ln.strip() and not ln.startswith(" ")]
+    errors = [ln for ln in lines if re.match(r"[\w.]+(Error|Exception): ", ln)]
+    line = errors[0] if errors else (lines[-1] if lines else type(err).__name__)
+    return re.sub(r"^[\w.]+(Error|Exception): ", "", line)
 
 
 def _remove(path: str) -> None:
@@ -195,6 +207,7 @@ def run_ray(
     in this process is used as it is (and left running); one started here is shut down at the end.
     """
     ray = import_ray()
+    check_settings(settings)  # the usual mistakes, said here once rather than by every worker
     observer = observer or BatchObserver()
     manifest = Manifest(output)
     todo, skipped = split_done(jobs, overwrite)
@@ -204,7 +217,7 @@ def run_ray(
     if not todo:
         return results
     started = connect(ray, address)
-    inflight: dict[Any, tuple[Job, int]] = {}
+    inflight: dict[Any, tuple[Job, int, Any]] = {}  # call -> (job, actor index, actor)
     pool = None
     try:
         pool = _Pool(ray, settings, workers, retries, on_write)
@@ -215,18 +228,18 @@ def run_ray(
             for i in range(len(pool.actors)):
                 while pending and pool.queued[i] < DEPTH:
                     job = pool.pick(i, pending)
-                    inflight[pool.actors[i].process.remote(job)] = (job, i)
+                    inflight[pool.actors[i].process.remote(job)] = (job, i, pool.actors[i])
                     pool.queued[i] += 1
                     pool.last[i] = job.input
                     observer.file_started(job)
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_S)
             for ref in ready:
-                job, i = inflight.pop(ref)
+                job, i, actor = inflight.pop(ref)
                 pool.queued[i] -= 1
                 result = _collect(ray, ref, job, retries)
                 if result.status == "failed":
                     _remove(job.temp_output)
-                    if result.worker is None:  # the actor is gone for good: a new one takes its place
+                    if result.worker is None and pool.actors[i] is actor:  # gone for good: a new one takes over
                         pool.replace(i)
                 manifest.add(result)
                 observer.file_finished(job, result)
@@ -236,7 +249,7 @@ def run_ray(
             pool.stop()
         if started:
             ray.shutdown()
-        for job, _ in inflight.values():  # Ctrl-C or an error: the workers are gone, remove what they left
+        for job, _, _ in inflight.values():  # Ctrl-C or an error: the workers are gone, remove what they left
             _remove(job.temp_output)
     return results
 
@@ -245,6 +258,8 @@ def _collect(ray, ref, job: Job, retries: int) -> FileResult:
     t0 = time.perf_counter()
     try:
         return ray.get(ref)
-    except ray.exceptions.RayError as err:
+    except ray.exceptions.RayActorError as err:
         reason = f"the Ray worker died {retries + 1} times while processing it (last: {_cause(err)})"
-        return FileResult(job.input, job.output, "failed", seconds=time.perf_counter() - t0, error=reason)
+    except ray.exceptions.RayError as err:
+        reason = f"Ray could not run it: {_cause(err)}"
+    return FileResult(job.input, job.output, "failed", seconds=time.perf_counter() - t0, error=reason)
