@@ -3,7 +3,9 @@
 Whole processes, start-up included (Python, torch, the model load): that is what a user pays. The
 folder holds ``--copies`` copies of ``--clip`` (hard links where possible); each round times the
 batch command and then the separate commands one after the other; the figure is the ratio of
-the medians over the rounds, batch / separate (below 1: the batch is faster). Extra arguments
+the medians over the rounds, batch / separate (below 1: the batch is faster), for wall time and
+for CPU time (user + system of the commands: less sensitive to other jobs on a shared machine,
+which stretch wall time but not the work done). Extra arguments
 after ``--`` go to every command (e.g. ``-- --model dcp``).
 
     python benchmarks/batch_vs_separate.py
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,13 +31,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from streamdehaze.cli import main; main()"]
 
 
-def timed(args: list[str]) -> float:
+def timed(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the process and its threads) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([*CLI, *args], capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def machine() -> dict[str, object]:
@@ -60,7 +66,8 @@ def main() -> None:
     args = parser.parse_args()
     info = {"machine": machine(), "clip": args.clip, "copies": args.copies, "rounds": args.rounds}
     info["settings"] = " ".join(args.extra) or "(defaults)"
-    batch_s, separate_s = [], []
+    batch: list[tuple[float, float]] = []
+    separate: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "in"
         folder.mkdir()
@@ -72,23 +79,25 @@ def main() -> None:
                 shutil.copy(args.clip, target)
         for r in range(args.rounds):
             out = Path(tmp) / f"batch_{r}"
-            batch_s.append(timed(["run", str(folder), "-o", f"{out}/", *args.extra]))
+            batch.append(timed(["run", str(folder), "-o", f"{out}/", *args.extra]))
             files = sorted(folder.iterdir())
-            separate_s.append(
-                sum(timed(["run", str(f), "-o", str(Path(tmp) / f"sep_{r}" / f.name), *args.extra]) for f in files)
-            )
-            print(f"round {r + 1}: batch {batch_s[-1]:.1f} s, separate {separate_s[-1]:.1f} s", file=sys.stderr)
-    b, s = statistics.median(batch_s), statistics.median(separate_s)
-    info.update(batch_s=[round(x, 2) for x in batch_s], separate_s=[round(x, 2) for x in separate_s])
-    info.update(batch_median_s=round(b, 2), separate_median_s=round(s, 2), ratio=round(b / s, 3))
+            runs = [timed(["run", str(f), "-o", str(Path(tmp) / f"sep_{r}" / f.name), *args.extra]) for f in files]
+            separate.append((sum(w for w, _ in runs), sum(c for _, c in runs)))
+            print(f"round {r + 1}: batch {batch[-1]}, separate {separate[-1]} (wall s, CPU s)", file=sys.stderr)
+    wall = statistics.median(w for w, _ in batch), statistics.median(w for w, _ in separate)
+    cpu = statistics.median(c for _, c in batch), statistics.median(c for _, c in separate)
+    info.update(batch=[[round(x, 2) for x in b] for b in batch], separate=[[round(x, 2) for x in s] for s in separate])
+    info.update(wall_s=[round(x, 2) for x in wall], cpu_s=[round(x, 2) for x in cpu])
+    info.update(wall_ratio=round(wall[0] / wall[1], 3), cpu_ratio=round(cpu[0] / cpu[1], 3))
+    info["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(info))
         return
-    print(f"machine: {json.dumps(info['machine'])}")
+    print(f"machine: {json.dumps(info['machine'])}; load average at the end {info['load_average_at_end']}")
     print(f"clip: {args.clip} x {args.copies}; settings: {info['settings']}; rounds: {args.rounds}")
-    print(f"one batch command:     {b:7.1f} s (median)")
-    print(f"{args.copies} separate commands: {s:7.1f} s (median of the sums)")
-    print(f"ratio batch / separate: {b / s:.3f} (target <= 0.9)")
+    print(f"one batch command:     {wall[0]:7.1f} s wall, {cpu[0]:7.1f} s CPU (medians)")
+    print(f"{args.copies} separate commands: {wall[1]:7.1f} s wall, {cpu[1]:7.1f} s CPU (medians of the sums)")
+    print(f"ratio batch / separate: {info['wall_ratio']:.3f} wall, {info['cpu_ratio']:.3f} CPU (target <= 0.9)")
 
 
 if __name__ == "__main__":

@@ -241,3 +241,11 @@ def test_the_read_ahead_source_gives_what_the_file_source_gives(tmp_path):
     early.open()
     early.close()
     assert not early._thread.is_alive()
+
+
+@pytest.mark.cuda
+def test_a_folder_on_the_gpu(tmp_path):
+    src, out = clip_folder(tmp_path / "in", frames=(6, 7), broken=False), tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(src), "-o", str(out), "--device", "cuda", *FAST])
+    assert result.exit_code == 0, result.output
+    check_outputs(src, out, frames=(6, 7))

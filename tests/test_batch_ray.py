@@ -86,3 +86,52 @@ def test_without_ray_the_option_says_how_to_install_it(tmp_path, monkeypatch):
     assert result.output.strip().splitlines()[-1].startswith("error: --ray needs Ray")
     assert "pip install 'streamdehaze[cluster]'" in result.output and "Traceback" not in result.output
     assert not list((tmp_path / "out").glob("*.mp4"))
+
+
+class FakeRay:
+    """What :func:`actor_plan` reads from Ray: the cluster's resources and nodes."""
+
+    def __init__(self, resources: dict, nodes: list[dict]) -> None:
+        self._resources, self._nodes = resources, nodes
+
+    def cluster_resources(self) -> dict:
+        return self._resources
+
+    def nodes(self) -> list[dict]:
+        return self._nodes
+
+
+def test_one_gpu_worker_per_gpu_and_fractional_cpus():
+    from streamdehaze.batch.cluster import ACTOR_CPUS, actor_plan
+
+    node = {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}}
+    count, options, device, threads = actor_plan(FakeRay({"CPU": 32.0, "GPU": 4.0}, [node, node]), None)
+    assert (count, device, threads) == (4, "cuda", None)
+    assert options["num_gpus"] == 1 and 0 < options["num_cpus"] == ACTOR_CPUS < 1
+    cpu_nodes = [{"Alive": True, "Resources": {"CPU": 8.0}}] * 3 + [{"Alive": False, "Resources": {"CPU": 8.0}}]
+    count, options, device, threads = actor_plan(FakeRay({"CPU": 32.0}, cpu_nodes), None)
+    assert (count, device, threads) == (3, "cpu", 8) and "num_gpus" not in options
+    assert 0 < options["num_cpus"] < 1 and options["scheduling_strategy"] == "SPREAD"
+    count, _, _, threads = actor_plan(FakeRay({"CPU": 32.0}, cpu_nodes), 6)
+    assert (count, threads) == (6, 4)  # two per node share its cores
+
+
+def test_ctrl_c_on_the_driver_stops_the_workers_and_leaves_no_partial_output(ray_cluster, tmp_path):
+    from streamdehaze.batch.cluster import run_ray
+    from streamdehaze.batch.jobs import BatchObserver
+
+    class CtrlC(BatchObserver):
+        def file_finished(self, job, result):
+            raise KeyboardInterrupt
+
+    src, out = clip_folder(tmp_path / "in", frames=(30,) * 4, broken=False), tmp_path / "out"
+    settings = RunSettings(model="dcp", batch=2)
+    jobs = plan_batch(str(src), str(out), settings)
+    with pytest.raises(KeyboardInterrupt):
+        run_ray(jobs, settings, str(out), "local", workers=2, observer=CtrlC())
+    lines = manifest(out)
+    assert [e["status"] for e in lines] == ["done"]  # the one that finished, written before the interrupt
+    assert hidden(out) == []
+    for output in out.glob("*.mp4"):  # whatever else exists is complete (a worker may have renamed it just before)
+        assert len(read_video(output)) == 30
+    assert Path(lines[0]["output"]).exists()
