@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from .devices import resolve_device
 from .frames import Frame
-from .io.base import Source
 from .nets.registry import load_model
 from .pipeline.engine import Engine
 from .pipeline.runner import Pipeline, Progress
 from .pipeline.speed import SpeedSettings
+
+if TYPE_CHECKING:  # av is imported where it is used: OpenCV's window needs cv2 loaded before av
+    from .io.base import Source
 
 
 def build_pipeline(
@@ -61,6 +63,7 @@ def build_pipeline(
     so the next segment of a recording goes on where the last one ended; ``tracks``: the kinds of
     the source's tracks copied besides the video (``audio``, ``subtitle``, ``data``).
     """
+    from .io.base import Source
     from .io.sinks import VideoFileSink, open_sink
     from .io.sources import FileSource, open_source
     from .pipeline.engine import _model_device
