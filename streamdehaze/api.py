@@ -5,20 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from .devices import resolve_device
 from .frames import Frame
+from .pipeline.engine import Engine
 from .pipeline.runner import Pipeline, Progress
 from .pipeline.speed import SpeedSettings
 
+if TYPE_CHECKING:  # av is imported where it is used: OpenCV's window needs cv2 loaded before av
+    from .io.base import Source
+
 
 def build_pipeline(
-    src: str | os.PathLike,
+    src: str | os.PathLike | Source,
     dst: str | os.PathLike,
-    model: str | nn.Module = "aecrnet",
+    model: str | nn.Module | Engine = "aecrnet",
     weights: str | os.PathLike | None = None,
     device: str = "auto",
     batch: int = 4,
@@ -38,6 +42,7 @@ def build_pipeline(
     temporal: Any = "default",
     flip_average: bool = False,
     backend: str = "auto",
+    tracks: tuple[str, ...] = ("audio",),
 ) -> Pipeline:
     """A ready :class:`Pipeline` from ``src`` (file, rtsp://, webcam:N, image folder) to ``dst``.
 
@@ -57,22 +62,44 @@ def build_pipeline(
     its state is ``pipeline.temporal`` (``.enabled`` switches it while running).
     ``backend``: what runs the network when ``model`` is a name: ``torch``, ``onnxruntime`` or ``auto``
     (see :mod:`streamdehaze.backends.select`).
+
+    For batches (:mod:`streamdehaze.batch`): ``src`` may be a ready, unopened
+    :class:`~streamdehaze.io.base.Source`, and ``model`` the :class:`~.pipeline.engine.Engine` of
+    an earlier pipeline, reused with its model, device and state (temporal smoothing, keyframes),
+    so the next segment of a recording goes on where the last one ended; ``tracks``: the kinds of
+    the source's tracks copied besides the video (``audio``, ``subtitle``, ``data``).
     """
     from .backends.select import load_dehazer
+    from .io.base import Source
     from .io.sinks import VideoFileSink, open_sink
     from .io.sources import FileSource, open_source
     from .pipeline.engine import _model_device
 
     speed = speed or SpeedSettings()
-    if isinstance(model, nn.Module):
+    engine = model if isinstance(model, Engine) else None  # reused as it is (batch segments)
+    if engine is not None:
+        dehazer, dev = engine.model, engine.device
+    elif isinstance(model, nn.Module):
         dehazer, dev = model, _model_device(model)  # a ready model runs where it is
     else:
         dev = resolve_device(device)
         dehazer = load_dehazer(model, weights, dev, backend, precision, flip_average)
-    source = open_source(os.fspath(src), start=start, timeout=timeout, reconnect_for=reconnect_for)
-    audio_from = os.fspath(src) if not source.is_live and Path(os.fspath(src)).is_file() else None
+    source = (
+        src
+        if isinstance(src, Source)
+        else open_source(os.fspath(src), start=start, timeout=timeout, reconnect_for=reconnect_for)
+    )
+    spec = source.spec if isinstance(src, Source) else os.fspath(src)
+    audio_from = spec if not source.is_live and Path(spec).is_file() else None
     sink = open_sink(
-        os.fspath(dst), codec=codec, crf=crf, preset=preset, audio_from=audio_from, start=start, duration=duration
+        os.fspath(dst),
+        codec=codec,
+        crf=crf,
+        preset=preset,
+        audio_from=audio_from,
+        start=start,
+        duration=duration,
+        tracks=tracks,
     )
     # yuv420p planes end to end only where both ends handle them (file → video file)
     if speed.use_device_yuv(dev) and isinstance(source, FileSource) and isinstance(sink, VideoFileSink):
@@ -81,7 +108,8 @@ def build_pipeline(
 
     if isinstance(temporal, str) and temporal == "default":
         temporal = TemporalSettings()
-    engine = build_engine(speed, dehazer, dev, precision, temporal=temporal, coeff_hook=coeff_hook)
+    if engine is None:
+        engine = build_engine(speed, dehazer, dev, precision, temporal=temporal, coeff_hook=coeff_hook)
     pipe = Pipeline(
         source,
         engine,

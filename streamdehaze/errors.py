@@ -36,6 +36,10 @@ class EncodeError(StreamDehazeError):
     """The output cannot be written (unknown extension or codec, unwritable path)."""
 
 
+class ClusterError(StreamDehazeError):
+    """A Ray cluster cannot be used (Ray not installed, no cluster at the address, no worker could start)."""
+
+
 class DataError(StreamDehazeError):
     """A dataset folder is empty, unpaired or unreadable."""
 

@@ -86,6 +86,8 @@ def make_clip(
     rotation: int = 0,
     codec: str = "libx264",
     gop: int | None = None,
+    first: int = 0,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Write a test clip of ``n_frames`` :func:`pattern_frame` frames and return its path.
 
@@ -93,11 +95,14 @@ def make_clip(
     :func:`vfr_pts_ms`); otherwise constant ``fps``. ``audio``: adds an AAC mono track (a chirp)
     covering the video. ``rotation``: display-matrix rotation in degrees. ``gop``: keyframe
     interval in frames (default: ``fps``). The container follows the extension (.mp4, .mkv, ...).
+    ``first``: index and pts of the first frame (a later segment of one recording; constant rate
+    only); ``metadata``: container tags (e.g. ``creation_time``).
     """
     path = Path(path)
     time_base = Fraction(1, 1000) if vfr else Fraction(1, fps)
-    pts = vfr_pts_ms(n_frames) if vfr else list(range(n_frames))
+    pts = vfr_pts_ms(n_frames) if vfr else list(range(first, first + n_frames))
     with av.open(str(path), "w") as out:
+        out.metadata.update(metadata or {})
         video = out.add_stream(codec, rate=fps)
         video.width, video.height = size
         video.pix_fmt = "yuv420p"
@@ -112,7 +117,7 @@ def make_clip(
         audio_stream, audio_frames = _add_audio(out, seconds) if audio else (None, [])
         pending = list(audio_frames)
         for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(pattern_frame(i, size), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(pattern_frame(first + i, size), format="rgb24")
             frame.pts, frame.time_base = pts[i], time_base
             out.mux(video.encode(frame))
             while pending and pending[0].pts / pending[0].sample_rate <= float(pts[i] * time_base):
@@ -123,6 +128,50 @@ def make_clip(
         if audio_stream is not None:
             out.mux(audio_stream.encode(None))
     return path
+
+
+def make_clip_with_track(path: str | os.PathLike, kind: str, n_frames: int = 10, size=(64, 48), fps: int = 25) -> Path:
+    """A clip of :func:`pattern_frame` frames plus a text track, as dashcams store GPS: ``kind`` ``subrip``
+    (a subtitle track, .mkv), ``mov_text`` (a subtitle track, .mp4/.mov) or ``klv`` (a data track, .ts).
+
+    Every 5th frame gets a packet ``GPS <i> 52.1N 4.3E`` (payloads: :func:`track_packets`).
+    """
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = video.time_base = Fraction(1, fps)
+        video.codec_context.options = {"preset": "ultrafast", "crf": "18"}
+        track = out.add_data_stream(kind) if kind == "klv" else out.add_mux_stream(kind)
+        track.time_base = Fraction(1, 1000)
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(i, size), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+            if i % 5 == 0:
+                text = f"GPS {i} 52.1N 4.3E".encode()
+                if kind == "mov_text":
+                    text = len(text).to_bytes(2, "big") + text  # tx3g: a 16-bit length, then the text
+                packet = av.Packet(text)
+                packet.stream, packet.time_base = track, Fraction(1, 1000)
+                packet.pts = packet.dts = round(i * 1000 / fps)
+                packet.duration = round(1000 / fps)  # within the video: mkv takes its duration from all tracks
+                out.mux(packet)
+        out.mux(video.encode(None))
+    return path
+
+
+def track_packets(path: str | os.PathLike, kind: str) -> list[bytes]:
+    """Payloads of the packets of ``path``'s first ``kind`` (``subtitle`` or ``data``) stream, in demux order.
+
+    Empty tx3g samples (``00 00``), which the mp4/mov muxer writes into the gaps between subtitles, are left out.
+    """
+    with av.open(str(path)) as inp:
+        streams = [s for s in inp.streams if s.type == kind]
+        if not streams:
+            return []
+        return [bytes(p) for p in inp.demux(streams[0]) if p.size and bytes(p) != b"\x00\x00"]
 
 
 def make_images(folder: str | os.PathLike, n: int, size=(64, 48), name: str = "frame_{}.png") -> list[Path]:

@@ -11,6 +11,7 @@ from ..api import build_pipeline
 from ..backends.select import describe_backend
 from ..errors import InputError, StreamDehazeError
 from ..pipeline.speed import SpeedSettings
+from .batch import batch_options, pop_batch
 from .common import (
     backend_option,
     console,
@@ -44,7 +45,8 @@ def parse_time(value: str | None, option: str) -> float | None:
     "--output",
     "-o",
     required=True,
-    help="Output video file (container from the extension: .mp4, .mkv, .mov, ...) or DIR/ for numbered PNGs.",
+    help="Output video file (container from the extension: .mp4, .mkv, .mov, ...) or DIR/ for numbered PNGs; "
+    "for a folder or glob of videos, the folder for their outputs.",
 )
 @model_option
 @weights_option
@@ -81,6 +83,7 @@ def parse_time(value: str | None, option: str) -> float | None:
 @token_option
 @speed_options
 @temporal_options()
+@batch_options
 def command(
     source: str,
     output: str,
@@ -120,12 +123,18 @@ def command(
     The output keeps the input's colour description (matrix, primaries, transfer, range); 10-bit
     input is written as 8-bit video.
 
+    A folder or glob of videos is a batch: every file is dehazed into the --output folder (relative
+    paths kept), outputs that exist are skipped, OUT/streamdehaze-manifest.jsonl gets a line per
+    file, and --ray spreads the files over a Ray cluster.
+
     \b
     Examples:
       streamdehaze run dashcam.mp4 --output clear.mp4 --weights models/aecrnet.pt
       streamdehaze run rtsp://camera/stream --output rec.mkv --model dcp --batch 1
       streamdehaze run foggy.mov --output frames/ --start 1:30 --duration 10
       streamdehaze run dashcam.mp4 --output clear.mp4 --work-size 540 --keyframe-interval 4
+      streamdehaze run card/DCIM/ --output clear/ --recursive
+      streamdehaze run 'drives/*.MP4' --output clear/ --ray auto
     """
     t_start, t_duration = parse_time(start, "--start"), parse_time(duration, "--duration")
     if t_duration is not None and t_duration <= 0:
@@ -144,6 +153,19 @@ def command(
         transfer_fit=transfer_fit,
     )
     temporal = pop_temporal(temporal_kwargs)
+    batch_opts = pop_batch(temporal_kwargs)
+    if batch_opts.applies_to(source):  # a folder or glob of videos: one output per file (streamdehaze.batch)
+        from ..batch.jobs import RunSettings
+        from .batch import run_folder
+
+        if show_preview or web is not None:
+            raise InputError("--preview and --web show one stream; a folder or glob source is a batch of files")
+        settings = RunSettings(
+            model, weights, device, batch, precision, codec, crf, preset, t_start, t_duration, max_frames,
+            speed, temporal, flip_average, segments=batch_opts.segments, backend=backend,
+        )  # fmt: skip
+        run_folder(source, output, settings, batch_opts, console)
+        return
     pipe = build_pipeline(
         source,
         output,

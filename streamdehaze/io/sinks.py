@@ -53,14 +53,17 @@ def open_sink(
     audio_from: str | None = None,
     start: float | None = None,
     duration: float | None = None,
+    tracks: tuple[str, ...] = ("audio",),
 ) -> Sink:
     """The Sink for ``path`` (not opened yet), validated before any work is done.
 
     ``path``: a video file (extension in ``VIDEO_FORMATS``), a folder (``DIR/`` or an existing
     folder: numbered PNGs), an image pattern (``DIR/f_%04d.jpg``) or ``null`` (discard).
     ``audio_from``: file whose audio streams are copied; ``start``/``duration`` (seconds) the
-    window of it to copy (the source's own seek). Raises EncodeError for an unknown extension or
-    codec, a codec the container cannot hold, or audio the container cannot hold.
+    window of it to copy (the source's own seek); ``tracks``: the kinds of its tracks to copy
+    (``audio``, ``subtitle``, ``data``; see :class:`~streamdehaze.io.audio.AudioCopier`). Raises
+    EncodeError for an unknown extension or codec, a codec the container cannot hold, or audio the
+    container cannot hold.
     """
     path = str(path)
     if path in NULL_NAMES:
@@ -93,7 +96,15 @@ def open_sink(
         if value is not None and value < 0:
             raise EncodeError(f"{what} must be >= 0 seconds, got {value}")
     return VideoFileSink(
-        path, fmt=fmt, codec=codec, crf=crf, preset=preset, audio_from=audio_from, start=start, duration=duration
+        path,
+        fmt=fmt,
+        codec=codec,
+        crf=crf,
+        preset=preset,
+        audio_from=audio_from,
+        start=start,
+        duration=duration,
+        tracks=tracks,
     )
 
 
@@ -134,6 +145,7 @@ class VideoFileSink(Sink):
         audio_from: str | None = None,
         start: float | None = None,
         duration: float | None = None,
+        tracks: tuple[str, ...] = ("audio",),
     ) -> None:
         self.path = path
         self.fmt = fmt
@@ -141,7 +153,7 @@ class VideoFileSink(Sink):
         self.crf = crf
         self.preset = preset
         self.start = start or 0.0
-        self.audio = AudioCopier(str(audio_from), start, duration) if audio_from else None
+        self.audio = AudioCopier(str(audio_from), start, duration, tracks) if audio_from else None
         folder, name = os.path.split(os.path.abspath(path))
         self.tmp_path = os.path.join(folder, f".{name}.part")
         self.frames_written = 0
@@ -199,6 +211,11 @@ class VideoFileSink(Sink):
         self.padding = (pad_w, pad_h)
         self._stream.width, self._stream.height = width + pad_w, height + pad_h
         self._size = (width, height)
+
+    @property
+    def not_copied(self) -> list[str]:
+        """Subtitle/data tracks of ``audio_from`` this container cannot hold (left out, see ``tracks``)."""
+        return list(self.audio.not_copied) if self.audio is not None else []
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, frame: Frame) -> None:

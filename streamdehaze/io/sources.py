@@ -178,11 +178,16 @@ class FileSource(Source):
         stream, container = self._stream, self._container
         if stream.duration:
             return float(stream.duration * stream.time_base)
+        # Matroska gives the time its track ends, not its length: a later segment of a recording
+        # (timestamps that do not start at 0) would otherwise look truncated
+        first = (
+            float((stream.start_time or 0) * stream.time_base) if container.format.name.startswith("matroska") else 0
+        )
         tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
         if tag and (m := re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", tag.strip())):
-            return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+            return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) - first
         if container.duration:
-            return container.duration / 1_000_000
+            return container.duration / 1_000_000 - first
         return None
 
     # -- reading ----------------------------------------------------------------------------

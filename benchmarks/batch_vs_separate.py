@@ -1,0 +1,104 @@
+"""A folder through one ``streamdehaze run DIR -o OUT/`` against one ``streamdehaze run`` per file.
+
+Whole processes, start-up included (Python, torch, the model load): that is what a user pays. The
+folder holds ``--copies`` copies of ``--clip`` (hard links where possible); each round times the
+batch command and then the separate commands one after the other; the figure is the ratio of
+the medians over the rounds, batch / separate (below 1: the batch is faster), for wall time and
+for CPU time (user + system of the commands: less sensitive to other jobs on a shared machine,
+which stretch wall time but not the work done). Extra arguments
+after ``--`` go to every command (e.g. ``-- --model dcp``).
+
+    python benchmarks/batch_vs_separate.py
+    python benchmarks/batch_vs_separate.py --copies 8 --rounds 3 -- --work-size 160
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from streamdehaze.cli import main; main()"]
+
+
+def timed(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the process and its threads) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def machine() -> dict[str, object]:
+    import torch
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", default=str(ROOT / "samples" / "foggy_drive.mp4"))
+    parser.add_argument("--copies", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
+    parser.add_argument("extra", nargs="*", help="Arguments for every run command (after --).")
+    args = parser.parse_args()
+    info = {"machine": machine(), "clip": args.clip, "copies": args.copies, "rounds": args.rounds}
+    info["settings"] = " ".join(args.extra) or "(defaults)"
+    batch: list[tuple[float, float]] = []
+    separate: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        for i in range(args.copies):
+            target = folder / f"drive_{i:02d}{Path(args.clip).suffix}"
+            try:
+                os.link(args.clip, target)
+            except OSError:
+                shutil.copy(args.clip, target)
+        for r in range(args.rounds):
+            out = Path(tmp) / f"batch_{r}"
+            batch.append(timed(["run", str(folder), "-o", f"{out}/", *args.extra]))
+            files = sorted(folder.iterdir())
+            runs = [timed(["run", str(f), "-o", str(Path(tmp) / f"sep_{r}" / f.name), *args.extra]) for f in files]
+            separate.append((sum(w for w, _ in runs), sum(c for _, c in runs)))
+            print(f"round {r + 1}: batch {batch[-1]}, separate {separate[-1]} (wall s, CPU s)", file=sys.stderr)
+    wall = statistics.median(w for w, _ in batch), statistics.median(w for w, _ in separate)
+    cpu = statistics.median(c for _, c in batch), statistics.median(c for _, c in separate)
+    info.update(batch=[[round(x, 2) for x in b] for b in batch], separate=[[round(x, 2) for x in s] for s in separate])
+    info.update(wall_s=[round(x, 2) for x in wall], cpu_s=[round(x, 2) for x in cpu])
+    info.update(wall_ratio=round(wall[0] / wall[1], 3), cpu_ratio=round(cpu[0] / cpu[1], 3))
+    info["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    if args.json:
+        print(json.dumps(info))
+        return
+    print(f"machine: {json.dumps(info['machine'])}; load average at the end {info['load_average_at_end']}")
+    print(f"clip: {args.clip} x {args.copies}; settings: {info['settings']}; rounds: {args.rounds}")
+    print(f"one batch command:     {wall[0]:7.1f} s wall, {cpu[0]:7.1f} s CPU (medians)")
+    print(f"{args.copies} separate commands: {wall[1]:7.1f} s wall, {cpu[1]:7.1f} s CPU (medians of the sums)")
+    print(f"ratio batch / separate: {info['wall_ratio']:.3f} wall, {info['cpu_ratio']:.3f} CPU (target <= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
