@@ -93,8 +93,8 @@ class FileWorker:
         name: str = "local",
         on_write: Callable[[str, int], None] | None = None,
     ) -> None:
-        from ..devices import resolve_device
         from ..backends.select import load_dehazer
+        from ..devices import resolve_device
         from ..pipeline.speed import SpeedSettings
 
         self.settings = settings
