@@ -14,6 +14,7 @@ from streamdehaze.cli import main
 from streamdehaze.images import dehaze_image
 from streamdehaze.io.stills import read_image, write_image
 from streamdehaze.noref import FIGURE_KEYS, mean_figures, no_reference_figures
+from streamdehaze.noref_eval import expand_eval_inputs, iter_images
 from streamdehaze.sheet import RowSampler, sheet_size
 
 MEAN_KEYS = {"n", *FIGURE_KEYS, "cast_br_abs", "cast_gm_abs"}
@@ -57,7 +58,8 @@ def test_folder_json_has_the_figures_of_each_image(folder):
 
 def test_video_frames_every_and_max_frames(tmp_path):
     clip = make_clip(tmp_path / "drive.mp4", n_frames=7)
-    frames = [image for _, _, image in read_video(clip)]
+    frames = [image for _, _, image in iter_images(expand_eval_inputs([str(clip)]), 1, None)]  # as eval decodes
+    assert len(frames) == len(read_video(clip)) == 7
     out = _json(str(clip), "-m", "dcp", "--every", "3", "--per-image")
     assert out["n"] == 3 and [r["image"] for r in out["images"]] == [f"{clip}#{i}" for i in (0, 3, 6)]
     _assert_means(out, _expected([frames[i] for i in (0, 3, 6)]))
