@@ -14,6 +14,7 @@ from .common import console, device_option, flip_average_option, model_option, w
 from .preview import RecordingPreview, token_option, web_option
 from .progress import PipelineProgress, print_summary
 from .speed import speed_options
+from .strength import strength_option
 from .temporal_options import pop_temporal, temporal_options
 
 
@@ -68,6 +69,7 @@ def parse_time(value: str | None, option: str) -> float | None:
 @token_option
 @speed_options
 @temporal_options()
+@strength_option
 def command(
     source: str,
     output: str,
@@ -96,6 +98,7 @@ def command(
     compile_: bool,
     cuda_graphs: bool,
     device_yuv: bool | None,
+    strength: float,
     **temporal_kwargs,
 ) -> None:
     """Dehaze SOURCE (video file, rtsp://URL, webcam:N, /dev/videoN or image folder) into --output.
@@ -144,6 +147,7 @@ def command(
         speed=speed,
         temporal=temporal,
         flip_average=flip_average,
+        strength=strength,
     )
     live_preview = RecordingPreview(pipe, show_preview, web, token)
     info = pipe.open()
@@ -161,7 +165,8 @@ def command(
         )
         yuv_used = getattr(pipe.source, "pix_fmt", None) == "yuv420p"
         settings = speed.describe(pipe.engine.device, info.height, info.width, yuv=yuv_used, model=pipe.engine.model)
-        console.print(f"  {settings}; {temporal.describe()}", highlight=False, soft_wrap=True)
+        settings += f"; {temporal.describe()}" + ("" if strength == 1 else f"; strength {strength:g}")
+        console.print(f"  {settings}", highlight=False, soft_wrap=True)
         with live_preview, PipelineProgress(console, name, live=pipe.live) as bar:
             pipe.run(on_progress=live_preview.wrap(bar.update), interval=live_preview.interval)
     except BaseException as err:
