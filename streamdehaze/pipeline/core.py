@@ -75,14 +75,15 @@ class Core:
         self.shared_gain = TRANSFER_FITS[fit].shared_gain if shared_gain is None else shared_gain
         self.has_airlight = bool(getattr(model, "has_airlight", False))
         self._net = model_runner(model, device, precision, options)
-        wrap = self._wrapper(options, graph)
+        self.graphs: list[Any] = []  # the graph (or compiled) objects made, one per core function (counts, tests)
+        wrap = self._wrapper(options, graph, self.graphs)
         self._plain, self._coefficients = wrap(self._plain_fn), wrap(self._coefficients_fn)
         if self.has_airlight:
             self._airlight = wrap(self._airlight_fn)
             self._plain_with, self._coefficients_with = wrap(self._plain_with_fn), wrap(self._coefficients_with_fn)
 
     @staticmethod
-    def _wrapper(options: EngineOptions, graph: Wrapper | None) -> Wrapper:
+    def _wrapper(options: EngineOptions, graph: Wrapper | None, made: list[Any]) -> Wrapper:
         mark_step = False
         if graph is None and options.compile:
             mode = "reduce-overhead" if options.cuda_graphs else None  # reduce-overhead = compile's own CUDA graphs
@@ -95,7 +96,12 @@ class Core:
             graph = GraphedModel
         if graph is None:
             return lambda fn: fn
-        return lambda fn: _Fixed(graph(fn), mark_step)
+
+        def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+            made.append(graph(fn))
+            return _Fixed(made[-1], mark_step)
+
+        return wrap
 
     # ---------------------------------------------------------------- the pure functions
 

@@ -215,9 +215,9 @@ class Stages:
     def _transfer(self, x: Tensor, p: Prepared, apply_strength: bool) -> Tensor:
         a_k = b_k = None
         if p.nkeys:
-            low_k = p.low if p.keys is None else p.low.index_select(0, p.keys)
+            low_k = p.low if p.keys is None else p.low[p.keys]  # (indexing keeps channels-last, as the fit saw it)
             if self._airlight_on():
-                cut_k = p.state.cut if p.keys is None else p.state.cut.index_select(0, p.keys)
+                cut_k = p.state.cut if p.keys is None else p.state.cut[p.keys]
                 a_k, b_k = self.core.coefficients_with(low_k, self.airlight.smooth(self.core.airlight(low_k), cut_k))
             else:
                 a_k, b_k = self.core.coefficients(low_k)
