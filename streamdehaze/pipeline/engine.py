@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from contextlib import nullcontext
 from fractions import Fraction
 from typing import Any
 
@@ -47,7 +46,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError
 from ..frames import Frame
 from ..ops.color import to_tensor, to_uint8
 from ..ops.transfer_fit import check_strength
@@ -57,22 +55,10 @@ from .core import Core, Wrapper
 from .slots import Slot, no_host_sync
 from .stages import Prepared, Stages
 from .transfer import GuidedTransfer
-from .tuning import EngineOptions
+from .tuning import PRECISION_DTYPES as PRECISIONS  # noqa: F401 - the names callers used
+from .tuning import EngineOptions, autocast_for
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 _LAUNCH = object()  # marks an infer() from the engine's own launch: controls and shape already handled
-
-
-def autocast_for(device: torch.device, precision: str):
-    """The autocast context for ``precision`` (fp32|fp16|bf16) on ``device``; fp32 → no autocast."""
-    if precision not in PRECISIONS:
-        raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return nullcontext()
-    if device.type == "cpu" and dtype is torch.float16:
-        raise InputError("--precision fp16 needs a CUDA device; on CPU use --precision bf16 or fp32")
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _with_images(frames: list[Frame], images: np.ndarray) -> list[Frame]:
@@ -308,7 +294,8 @@ class Engine:
         n, meta = len(slot.frames), slot.frames[0].meta
         if self._held == index:
             self._held = None
-            self.stages.decide(slot.prepared)  # waits for this batch's small copies only
+            with torch.cuda.stream(self._compute):  # its uploads (indices, flows) go on the compute stream
+                self.stages.decide(slot.prepared)  # waits for this batch's small copies only
         with torch.cuda.stream(self._compute), no_host_sync(self.sync_check):
             (slot.finishing if slot.split else slot.started).record(self._compute)
             if slot.prepared is None and not self.stages.dehaze:

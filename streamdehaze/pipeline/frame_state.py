@@ -68,8 +68,8 @@ class StatePass:
         fresh = self._prev is None
         prev = torch.cat([sig[:1] if fresh else self._prev, sig[:-1]])
         cut = signature_change(sig, prev) > self.threshold
-        if fresh:
-            cut[0] = True
+        if fresh:  # (not `cut[0] = True`: a Python value written into a CUDA tensor is a blocking copy)
+            cut = torch.cat([torch.ones_like(cut[:1]), cut[1:]])
         counted = cut[1:] if fresh else cut
         self._cuts = counted.sum() if self._cuts is None else self._cuts + counted.sum()
         self._prev = sig[-1:]

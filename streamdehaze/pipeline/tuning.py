@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 PRECISION_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -63,6 +65,21 @@ class EngineOptions:
     def describe(self) -> str:
         on = [name.replace("_", "-") for name, value in dataclasses.asdict(self).items() if value]
         return ", ".join(on) if on else "no tuning"
+
+
+def autocast_for(device: torch.device, precision: str):
+    """The autocast context for ``precision`` (fp32|fp16|bf16) on ``device``; fp32 → no autocast.
+
+    Raises :class:`~streamdehaze.errors.InputError` for an unknown precision or fp16 on the CPU.
+    """
+    if precision not in PRECISION_DTYPES:
+        raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISION_DTYPES)}")
+    dtype = PRECISION_DTYPES[precision]
+    if dtype is None:
+        return nullcontext()
+    if torch.device(device).type == "cpu" and dtype is torch.float16:
+        raise InputError("--precision fp16 needs a CUDA device; on CPU use --precision bf16 or fp32")
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def autocast_context(device: torch.device, precision: str, cache: bool = True):
