@@ -288,3 +288,48 @@ def test_the_scene_cut_threshold_is_one_setting_for_every_stage():
     assert sensitive.stages.state_pass.threshold == 1e-4 == sensitive.transfer.scene_cut
     with pytest.raises(InputError, match="--scene-cut"):
         SpeedSettings(scene_cut=0).build_engine(dcp(), "cpu")
+
+
+@pytest.mark.parametrize("name, work, k, mode", CASES)
+def test_the_device_steps_never_read_device_values_on_the_host(monkeypatch, name, work, k, mode):
+    """The CPU stand-in for CUDA's sync check: in ``prepare``/``finish`` (the compute section) every
+    device-to-host read (``.item()``, ``.cpu()``, ``.tolist()``, ``.numpy()``, ``bool()``, ``int()``,
+    ``float()``) raises; the host reads only in ``decide``, between them."""
+    active = [False]
+
+    def forbid(method):
+        original = getattr(torch.Tensor, method)
+
+        def checked(self, *args, **kwargs):
+            assert not active[0], f"Tensor.{method} in the compute section"
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, checked)
+
+    for method in ("item", "cpu", "tolist", "numpy", "__bool__", "__int__", "__float__"):
+        forbid(method)
+
+    def section(method):
+        original = getattr(stages.Stages, method)
+
+        def checked(self, *args, **kwargs):
+            active[0] = True
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                active[0] = False
+
+        monkeypatch.setattr(stages.Stages, method, checked)
+
+    section("prepare")
+    section("finish")
+    model = dcp() if name == "dcp" else small_aecrnet()
+    settings = SpeedSettings(work_size=work, keyframe_interval=k)
+    out = run(build_engine(settings, model, "cpu", temporal=TemporalSettings(mode)), changing_clip())
+    assert out.shape == (20, 64, 96, 3)
+    with pytest.raises(AssertionError, match="compute section"):  # the check has teeth
+        active[0] = True
+        try:
+            torch.ones(1).item()
+        finally:
+            active[0] = False
