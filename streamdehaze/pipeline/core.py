@@ -93,7 +93,11 @@ class Core:
                 return torch.compile(fn, dynamic=False, mode=mode)
 
         elif graph is None and options.cuda_graphs:
-            graph = GraphedModel
+            pool = torch.cuda.graph_pool_handle()  # one memory pool for every shape and function of the core
+
+            def graph(fn):
+                return GraphedModel(fn, pool=pool)
+
         if graph is None:
             return lambda fn: fn
 

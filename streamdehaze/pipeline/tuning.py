@@ -134,12 +134,18 @@ class GraphedModel:
     buffers and returns the graph's static outputs, which the next replay overwrites: the caller
     copies what it keeps (the engine's :class:`~.core.Core` does). :attr:`captures` and
     :attr:`replays` count what happened.
+
+    ``pool``: a memory pool (``torch.cuda.graph_pool_handle()``) shared by every graph captured here
+    (and by other GraphedModels given the same pool), instead of one pool per shape. Safe because
+    the graphs replay one at a time on one stream and their outputs are copied right after each
+    replay: a graph may overwrite another's freed temporaries or stale outputs, never live data.
     """
 
-    def __init__(self, fn: Callable[..., Any], warmup: int = 3, max_graphs: int = 8) -> None:
+    def __init__(self, fn: Callable[..., Any], warmup: int = 3, max_graphs: int = 8, pool: Any = None) -> None:
         self.fn = fn
         self.warmup = warmup
         self.max_graphs = max_graphs
+        self.pool = pool
         self.captures = 0
         self.replays = 0
         self._graphs: dict[tuple, tuple[list[torch.Tensor], Any, torch.cuda.CUDAGraph]] = {}
@@ -170,7 +176,7 @@ class GraphedModel:
                 self.fn(*static_in)
         current.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             static_out = self.fn(*static_in)
         current.wait_stream(side)
         return static_in, static_out, graph
