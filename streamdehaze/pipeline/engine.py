@@ -216,14 +216,15 @@ class Engine:
         """Start one batch (all frames of one size); returns finished batches, oldest first."""
         if not frames:
             return []
-        self._between_batches(frames[0].image.shape)
         if not self.cuda:
+            self._between_batches(frames[0].image.shape)
             return [self._run_cpu(frames)]
         done = []
-        slot = self._slots[self._next]
-        if slot is not None and slot.frames is not None:
-            done.append(self._collect())  # the ring is full: the oldest batch sits in this slot
         with torch.cuda.device(self.device):  # the calling thread's current device may be another
+            self._between_batches(frames[0].image.shape)
+            slot = self._slots[self._next]
+            if slot is not None and slot.frames is not None:
+                done.append(self._collect())  # the ring is full: the oldest batch sits in this slot
             self._launch(self._next, frames)
         self._next = (self._next + 1) % len(self._slots)
         return done
@@ -231,7 +232,8 @@ class Engine:
     def poll(self) -> list[list[Frame]]:
         """Batches that have finished on the device, without waiting (always empty on CPU)."""
         if self._held is not None and self._slots[self._held].prepared.ready():
-            self._finish(self._held)  # its host step would not wait: take it now, latency stays low
+            with torch.cuda.device(self.device):
+                self._finish(self._held)  # its host step would not wait: take it now, latency stays low
         done = []
         while self._order and self._slots[self._order[0]].launched and self._slots[self._order[0]].downloaded.query():
             done.append(self._collect())
@@ -241,7 +243,8 @@ class Engine:
         """Wait for every batch in flight; returns them oldest first."""
         done = []
         while self._order:
-            done.append(self._collect())
+            with torch.cuda.device(self.device):
+                done.append(self._collect())
         return done
 
     def process(self, images: np.ndarray) -> np.ndarray:
