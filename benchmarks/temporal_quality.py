@@ -64,7 +64,7 @@ def run_mode(model, frames: np.ndarray, mode: str, args, coefficients: list | No
     for i in range(0, len(frames), args.batch):
         outs.append(engine.process(frames[i : i + args.batch]))
         if coefficients is not None:
-            a, b = engine.transfer.last_coefficients
+            a, b = engine.last_coefficients
             coefficients += [(a[j : j + 1], b[j : j + 1]) for j in range(a.shape[0])]
     return np.concatenate(outs), (time.perf_counter() - t0) / len(frames)
 

@@ -32,8 +32,8 @@ from streamdehaze.io.stills import read_image
 from streamdehaze.metrics import psnr
 from streamdehaze.nets.registry import find_shipped, load_model
 from streamdehaze.ops.color import to_tensor
+from streamdehaze.ops.transfer_fit import transfer
 from streamdehaze.pairs import find_pairs
-from streamdehaze.pipeline.transfer import GuidedTransfer
 from streamdehaze.work_size import parse_work_size
 
 SPLITS = ("sots-indoor/dev", "sots-outdoor/dev")
@@ -63,8 +63,8 @@ def evaluate_split(split: Path, model, device, settings: list[tuple[str, int | N
         p_full = float(psnr(full, clear)[0])
         full_scores.append(p_full)
         for scale, radius, eps, gain in settings:
-            transfer = GuidedTransfer(parse_work_size(scale), radius=radius, eps=eps, shared_gain=gain == "shared")
-            out = transfer.process(model, hazy)
+            size = parse_work_size(scale).size_for(*hazy.shape[-2:])
+            out = transfer(model, hazy, size, radius=radius, eps=eps, shared_gain=gain == "shared")
             p = float(psnr(out, clear)[0])
             rows.setdefault(f"{scale} r={radius or 'auto'} eps={eps:g} {gain}", []).append(
                 (p, p_full - p, float(psnr(out, full)[0]))

@@ -43,6 +43,7 @@ def build_pipeline(
     flip_average: bool = False,
     backend: str = "auto",
     tracks: tuple[str, ...] = ("audio",),
+    strength: float = 1.0,
 ) -> Pipeline:
     """A ready :class:`Pipeline` from ``src`` (file, rtsp://, webcam:N, image folder) to ``dst``.
 
@@ -50,16 +51,18 @@ def build_pipeline(
     numbered PNGs. Audio is copied from ``src`` when it is a file. Nothing is opened yet: the
     source and sink open when the pipeline runs. ``model`` is a registry name or a Dehazer.
     ``speed``: working size, keyframe interval and GPU tuning (default: the device's defaults);
-    ``coeff_hook``: called on the affine coefficients of every frame (temporal smoothing, see
-    :mod:`streamdehaze.pipeline.transfer`). ``flip_average``: when ``model`` is a name, average each
-    result with the network's result on the mirrored frame (see :class:`~.nets.dehazer.Dehazer`).
+    ``coeff_hook``: called on the affine coefficients of every frame (``hook(low, a, b) -> (a, b)``,
+    reset at scene cuts, see :mod:`streamdehaze.pipeline.stages`). ``flip_average``: when ``model``
+    is a name, average each result with the network's result on the mirrored frame
+    (see :class:`~.nets.dehazer.Dehazer`).
     ``timeout``/``reconnect_for`` (seconds): a live source that delivers nothing for ``timeout``
     reconnects with backoff for up to ``reconnect_for`` (None: for ever; 0: the outage ends the
     run, keeping what was recorded); see :func:`~streamdehaze.io.sources.open_source`.
     ``temporal``: temporal smoothing, a
     :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`; ``"default"`` (as ``run``): the default
-    mode and strength; None: off;
-    its state is ``pipeline.temporal`` (``.enabled`` switches it while running).
+    mode and strength; None: off; ``pipeline.temporal`` holds the settings in use (None: off).
+    ``strength``: the amount of dehazing in [0, 1] (0: the input unchanged, 1: the model's full result).
+    Controls while running, from any thread: ``pipeline.engine.control("temporal" | "dehaze" | "strength", value)``.
     ``backend``: what runs the network when ``model`` is a name: ``torch``, ``onnxruntime`` or ``auto``
     (see :mod:`streamdehaze.backends.select`).
 
@@ -109,7 +112,9 @@ def build_pipeline(
     if isinstance(temporal, str) and temporal == "default":
         temporal = TemporalSettings()
     if engine is None:
-        engine = build_engine(speed, dehazer, dev, precision, temporal=temporal, coeff_hook=coeff_hook)
+        engine = build_engine(
+            speed, dehazer, dev, precision, temporal=temporal, coeff_hook=coeff_hook, strength=strength
+        )
     pipe = Pipeline(
         source,
         engine,
@@ -119,7 +124,7 @@ def build_pipeline(
         duration=duration,
         on_write=on_write,
     )
-    pipe.temporal = getattr(engine, "temporal", None)
+    pipe.temporal = engine.temporal
     return pipe
 
 
@@ -138,8 +143,8 @@ def dehaze_video(
     """Dehaze a video or stream ``src`` into ``dst`` and return a summary dict.
 
     ``options``: codec, crf, preset, start, duration (seconds), max_frames, timeout, reconnect_for, speed
-    (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal, flip_average, backend (see
-    :func:`build_pipeline`).
+    (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal, flip_average, backend,
+    strength (the amount of dehazing in [0, 1], default 1) (see :func:`build_pipeline`).
     The summary holds ``status``, ``frames_read``, ``frames_written``, ``dropped``, ``fps``,
     ``wall_s``, ``outages`` and ``gap_s`` (a live source's reconnections and the seconds without
     frames) and per-stage ``stages`` (frames, busy share, capacity fps).

@@ -8,7 +8,7 @@ import torch
 from .nets.dehazer import Dehazer
 from .nets.registry import load_model
 from .ops.color import to_tensor, to_uint8
-from .pipeline.transfer import DEFAULT_TRANSFER_FIT, GuidedTransfer
+from .ops.transfer_fit import DEFAULT_TRANSFER_FIT, check_strength, check_transfer_fit, transfer
 from .work_size import WorkSize, parse_work_size
 
 
@@ -19,6 +19,7 @@ def dehaze_image(
     device: str | torch.device = "auto",
     work_size: str | float | WorkSize | None = None,
     transfer_fit: str = DEFAULT_TRANSFER_FIT,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """Dehaze one ``(H, W, 3) uint8`` RGB image; returns the same shape and type.
 
@@ -26,13 +27,17 @@ def dehaze_image(
     ``work_size``: run the network at a lower resolution and carry its result to full resolution
     by guided transfer: ``"auto"`` (the device's default), a short side (``540``), a scale
     (``0.5``); None or ``"full"``: full resolution. ``transfer_fit``: the shape of that transfer's
-    fit (``"local"`` or ``"wide"``, see :data:`~.pipeline.transfer.TRANSFER_FITS`).
+    fit (``"local"`` or ``"wide"``, see :data:`~.ops.transfer_fit.TRANSFER_FITS`). ``strength``:
+    the amount of dehazing in [0, 1] (0 returns the input; see :func:`~.ops.transfer_fit.strengthen`).
     """
+    check_transfer_fit(transfer_fit)
+    strength = check_strength(strength)
     if isinstance(model, str):
         model = load_model(model, weights=weights, device=device)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-    transfer = GuidedTransfer(parse_work_size(work_size, model.device, model), fit=transfer_fit)
+    work = parse_work_size(work_size, model.device, model)
     with torch.inference_mode():
         x = to_tensor(image[None], device=model.device)
-        return to_uint8(transfer.process(model, x))[0].cpu().numpy()
+        y = transfer(model, x, work.size_for(*x.shape[-2:]), transfer_fit, strength=strength)
+        return to_uint8(y)[0].cpu().numpy()

@@ -1,6 +1,7 @@
 """The working size: the resolution the network runs at (``--work-size``), parsed and resolved.
 
-:class:`~.transfer.GuidedTransfer` carries the network's result from this size to full resolution.
+The guided transfer (:mod:`streamdehaze.ops.transfer_fit`) carries the network's result from this
+size to full resolution.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Preview wiring: real-time source wrapper, model switch, the preview run and run-while-recording."""
+"""Preview wiring: real-time source wrapper, queued engine controls, the preview run and run-while-recording."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from streamdehaze.io.base import Source
 from streamdehaze.pipeline.engine import Engine
 from streamdehaze.pipeline.temporal_engine import TemporalSettings
 from streamdehaze.preview.hub import PreviewHub
-from streamdehaze.preview.session import ToggleModel, attach_preview, preview
+from streamdehaze.preview.session import attach_preview, preview
 from streamdehaze.preview.source import PreviewSource
 
 OFF = TemporalSettings("off")
@@ -110,13 +110,21 @@ def test_pausing_the_preview_never_pauses_a_recording():
     assert [f.index for f in src] == [0, 1, 2, 3, 4]
 
 
-def test_toggle_model_switches_dehazing_off_and_on():
-    model = ToggleModel(Invert())
-    x = torch.rand(1, 3, 8, 8)
-    assert model.name == "invert"
-    torch.testing.assert_close(model(x), 1 - x)
-    model.enabled = False
-    assert model(x) is x
+def test_preview_controls_reach_the_engine_only_between_batches():
+    from streamdehaze.pipeline.runner import Pipeline
+    from streamdehaze.preview.session import _wire
+
+    hub = PreviewHub()
+    engine = Engine(Invert(), "cpu", temporal=TemporalSettings("ema"))
+    pipe = Pipeline(FakeSource(n=4), engine, None)
+    _wire(pipe, hub)
+    assert hub.controls.temporal is True and hub.controls.strength == 1.0
+    hub.apply("dehaze")
+    hub.apply("temporal")
+    hub.apply("strength", 0.25)
+    assert engine.dehaze and engine.temporal_on and engine.strength == 1.0  # queued, nothing touched yet
+    engine.process(np.zeros((1, 8, 8, 3), np.uint8))  # the inference thread's next batch applies them
+    assert not engine.dehaze and not engine.temporal_on and engine.strength == 0.25
 
 
 # -- the preview run ---------------------------------------------------------------------------
@@ -187,14 +195,15 @@ def test_the_temporal_switch_turns_the_smoothing_off_and_on():
     seen: dict = {}
 
     def on_start(pipe, url):
-        seen["hub"], seen["stage"] = pipe.sink.hub, pipe.temporal
+        seen["hub"], seen["engine"] = pipe.sink.hub, pipe.engine
 
     def on_progress(p):
-        hub, stage = seen["hub"], seen["stage"]
+        hub, engine = seen["hub"], seen["engine"]
         if p.written >= 2 and "off" not in seen:
-            seen["before"] = stage.enabled
+            seen["before"] = engine.temporal_on
             seen["off"] = hub.apply("temporal")
-            seen["after"] = stage.enabled
+        elif "off" in seen and p.written >= seen.setdefault("at", p.written) + 2:
+            seen.setdefault("after", engine.temporal_on)  # applied by the inference thread by now
 
     preview(
         "lavfi:testsrc2=size=64x48:rate=30", Invert(), window=False, exit_at_end=True, max_frames=10,
@@ -202,6 +211,28 @@ def test_the_temporal_switch_turns_the_smoothing_off_and_on():
     )  # fmt: skip
     assert seen["hub"].stats()["temporal_available"] is True
     assert seen["before"] is True and seen["off"] == {"temporal": False} and seen["after"] is False
+
+
+def test_the_strength_control_changes_the_output_between_batches():
+    seen: dict = {"frames": []}
+
+    def on_progress(p):
+        hub = seen["hub"]
+        latest = hub.latest()
+        if latest is not None and (not seen["frames"] or seen["frames"][-1][2] != latest[2]):
+            seen["frames"].append(latest)
+        if p.written >= 3 and "set" not in seen:
+            seen["set"] = hub.apply("strength", 0.0)
+
+    preview(
+        "lavfi:testsrc2=size=64x48:rate=30", Invert(), window=False, exit_at_end=True, max_frames=20,
+        on_start=lambda pipe, url: seen.update(hub=pipe.sink.hub), on_progress=on_progress, temporal=OFF,
+    )  # fmt: skip
+    assert seen["set"] == {"strength": 0.0}
+    first_original, first_dehazed, _ = seen["frames"][0]
+    np.testing.assert_array_equal(first_dehazed, 255 - first_original)  # full strength: the model's output
+    original, dehazed, index = seen["hub"].latest()
+    assert index == 19 and np.abs(dehazed.astype(int) - original.astype(int)).max() <= 1  # strength 0: the input
 
 
 def test_a_missing_window_screen_is_a_clear_error(monkeypatch):
@@ -404,9 +435,9 @@ def test_cli_preview_with_flip_average_runs_the_mirrored_network(small_clip):
     from streamdehaze.cli import main
     from streamdehaze.preview.session import build_preview_pipeline
 
-    for on in (False, True):  # the flag reaches the network behind the dehazing switch
+    for on in (False, True):  # the flag reaches the network the engine runs
         pipe = build_preview_pipeline(str(small_clip), PreviewHub("."), "aecrnet", device="cpu", flip_average=on)
-        assert pipe.engine.model.model.flip_average is on
+        assert pipe.engine.model.flip_average is on
     args = ["preview", str(small_clip), "-d", "cpu", "--flip-average", "--web", "0", "--exit-at-end"]
     args += ["--max-frames", "2"]
     result = CliRunner().invoke(main, args)

@@ -181,6 +181,10 @@ def test_controls_take_json_from_the_page_only(tmp_path):
         assert request(web, "/control", "POST", b"action=view", {"Content-Type": "text/plain"})[0] == 415
         assert request(web, "/control", "POST", b'{"action": "fly"}', json_headers)[0] == 400
         assert request(web, "/control", "POST", b"[1]", json_headers)[0] == 400
+        status, _, body = request(web, "/control", "POST", b'{"action": "strength", "value": 0.35}', json_headers)
+        assert status == 200 and json.loads(body) == {"strength": 0.35} and hub.controls.strength == 0.35
+        assert request(web, "/control", "POST", b'{"action": "strength"}', json_headers)[0] == 400  # no value
+        assert request(web, "/control", "POST", b'{"action": "strength", "value": "a"}', json_headers)[0] == 400
         cross = {**json_headers, "Origin": "http://evil.example"}
         assert request(web, "/control", "POST", b'{"action": "quit"}', cross)[0] == 403
         same = {**json_headers, "Origin": f"http://127.0.0.1:{web.port}"}

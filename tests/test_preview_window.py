@@ -81,6 +81,9 @@ def test_compose_resizes_a_dehazed_image_of_another_size():
         (0xFF51, Action.DIVIDER_LEFT),  # X11 Left, as OpenCV's Qt backend reports it under Xvfb
         (0xFF53, Action.DIVIDER_RIGHT),
         (0x250000, Action.DIVIDER_LEFT),  # Windows Left
+        (ord("-"), Action.STRENGTH_DOWN),
+        (ord("+"), Action.STRENGTH_UP),
+        (ord("="), Action.STRENGTH_UP),
         (-1, None),
         (ord("x"), None),
     ],
@@ -90,7 +93,21 @@ def test_key_codes_map_to_actions(code, action):
 
 
 def test_every_action_has_a_key():
-    assert set(KEYS.values()) == set(Action)
+    assert set(KEYS.values()) == set(Action) - {Action.STRENGTH}  # setting a value: the page's slider
+
+
+def test_strength_keys_step_and_clip_and_notify():
+    hub, seen = PreviewHub(), []
+    hub.on_change(lambda field, value: seen.append((field, value)))
+    assert hub.apply(Action.STRENGTH_DOWN) == {"strength": 0.9}
+    for _ in range(12):
+        hub.apply(Action.STRENGTH_DOWN)
+    assert hub.controls.strength == 0.0 and hub.apply(Action.STRENGTH_UP) == {"strength": 0.1}
+    assert hub.apply(Action.STRENGTH, 1.7) == {"strength": 1.0}  # clipped
+    assert seen[0] == ("strength", 0.9) and seen[-1] == ("strength", 1.0)
+    with pytest.raises(ValueError, match="value"):
+        hub.apply(Action.STRENGTH)
+    assert "strength 1.00" in overlay_lines(hub.stats())[1]
 
 
 def test_hub_actions_toggle_controls_and_notify_listeners():

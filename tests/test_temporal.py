@@ -11,13 +11,10 @@ from streamdehaze.flicker import flicker
 from streamdehaze.metrics import psnr_per_frame
 from streamdehaze.nets.dcp import DarkChannelPrior
 from streamdehaze.nets.dehazer import Dehazer
-from streamdehaze.pipeline.temporal import (
-    CoefficientSmoother,
-    SceneCutDetector,
-    TemporalConfig,
-    TemporalFilter,
-)
-from streamdehaze.pipeline.temporal_dcp import AirlightSmoother, with_smoothed_airlight
+from streamdehaze.pipeline.frame_state import StatePass
+from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig
+from streamdehaze.pipeline.temporal_dcp import AirlightSmoother
+from streamdehaze.pipeline.temporal_filter import TemporalFilter
 from streamdehaze.pipeline.temporal_flow import warp_backward
 from streamdehaze.synthetic import moving_object_clip
 
@@ -58,17 +55,27 @@ def test_scene_cut_resets_the_state():
     cfg = TemporalConfig(mode="ema", strength=0.9, motion=None)
     sm = CoefficientSmoother(cfg)
     a_old, b_old = torch.ones(1, 3, 24, 32), torch.zeros(1, 3, 24, 32)
+    no, yes = torch.tensor(False), torch.tensor(True)
     for _ in range(4):
-        sm.step(scene(0), a_old, b_old)
+        sm.step(scene(0), a_old, b_old, no)
     a_new, b_new = torch.full_like(a_old, 3.0), torch.full_like(b_old, 0.5)
-    same_a, _ = sm.step(scene(0), a_new, b_new)  # same scene: the past dominates
+    same_a, _ = sm.step(scene(0), a_new, b_new, no)  # same scene: the past dominates
     assert float(same_a.mean()) == pytest.approx(0.9 + 0.1 * 3.0)
-    cut_a, cut_b = sm.step(1.0 - scene(7), a_new, b_new)  # an unrelated frame: state reset
+    cut_a, cut_b = sm.step(1.0 - scene(7), a_new, b_new, yes)  # the caller's cut flag: state reset
     assert torch.equal(cut_a, a_new) and torch.equal(cut_b, b_new)
-    assert sm.cut.cuts == 1
-    det = SceneCutDetector(0.05)
-    assert bool(det.step(scene(0)))  # first frame: no past
-    assert not bool(det.step(scene(0) * 0.98)) and bool(det.step(1.0 - scene(0)))
+
+
+def test_state_pass_flags_the_first_frame_and_cuts_once_per_stream():
+    sp = StatePass(0.05)
+    frames = torch.cat([scene(0), scene(0) * 0.98, 1.0 - scene(0), 1.0 - scene(0)])
+    s1 = sp(frames[:2])
+    assert s1.fresh and s1.cut.tolist() == [True, False]  # first frame: no past
+    assert s1.signature.shape == (2, 1, 16, 16)
+    s2 = sp(frames[2:])  # the previous frame carries over from the last batch
+    assert not s2.fresh and s2.cut.tolist() == [True, False]
+    assert sp.cuts == 1  # first frames are not counted
+    sp.reset()
+    assert sp(frames[3:]).cut.tolist() == [True]
 
 
 @pytest.mark.parametrize("mode", ["ema", "flow", "pixel"])
@@ -171,19 +178,19 @@ def test_smoothing_removes_model_flicker():
     assert flicker(list(clip.hazy), list(outs["flow"])).output < 0.6 * off
 
 
-def test_airlight_smoother_and_dcp_wrapper():
-    x = torch.stack([scene(0, 48, 64)[0]] * 4)
+def test_airlight_smoother_and_the_two_halves_of_the_prior():
     sm = AirlightSmoother(strength=0.5)
     airlight = torch.tensor([[0.8, 0.8, 0.8], [0.9, 0.9, 0.9], [0.8, 0.8, 0.8], [0.8, 0.8, 0.8]])
-    got = sm.smooth(x, airlight)[:, 0]
+    got = sm.smooth(airlight, torch.tensor([True, False, False, False]))[:, 0]
     assert got.tolist() == pytest.approx([0.8, 0.85, 0.825, 0.8125])
+    assert sm.smooth(airlight[1:2], torch.tensor([True]))[0, 0] == pytest.approx(0.9)  # a cut: no past
     dcp = Dehazer(DarkChannelPrior(), "dcp")
-    smoothed = with_smoothed_airlight(dcp, 0.9)
-    assert smoothed is not dcp and with_smoothed_airlight(dcp, 0.0) is dcp
-    with torch.inference_mode():  # one frame: nothing to smooth, same result as the plain prior
-        assert torch.allclose(smoothed(x[:1]), dcp(x[:1]), atol=1e-6)
-    other = Dehazer(torch.nn.Identity(), "identity")
-    assert with_smoothed_airlight(other, 0.9) is other
+    x = torch.stack([scene(0, 48, 64)[0], scene(1, 48, 64)[0]])
+    assert dcp.has_airlight and not Dehazer(torch.nn.Identity(), "identity").has_airlight
+    with torch.inference_mode():  # stateless halves: together, exactly the prior
+        assert torch.equal(dcp.dehaze_with(x, dcp.airlight(x)), dcp(x))
+        flipped = dcp.with_flip_average(True)
+        assert torch.allclose(flipped.dehaze_with(x, flipped.airlight(x)), flipped(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -198,37 +205,51 @@ def test_filter_runs_on_the_device_in_half_precision(device):
 
 def test_engine_smooths_in_the_transfer_hook_or_after_the_model():
     from streamdehaze.pipeline.speed import SpeedSettings
-    from streamdehaze.pipeline.temporal_engine import TemporalEngine, TemporalSettings, build_engine
+    from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine
+    from streamdehaze.pipeline.temporal_flow import FlowSmoother
 
     clip = moving_object_clip(n_frames=6, size=(96, 64), speed=(3.0, 0.0))
     model = Dehazer(JitteryDCP(), "jittery")
     plain = build_engine(SpeedSettings(work_size="full"), model, "cpu", temporal=TemporalSettings("off"))
-    assert type(plain) is not TemporalEngine
+    assert plain.temporal is None and plain.stages.post is None and plain.stages.smoother is None
     off = plain.process(clip.hazy)
     full = build_engine(SpeedSettings(work_size="full"), model, "cpu", temporal=TemporalSettings("flow"))
-    assert not full.temporal.coefficients and full.transfer.coeff_hook is None  # residual filter after the model
+    assert full.stages.smoother is None and isinstance(full.stages.post, TemporalFilter)  # residual filter after
     low = build_engine(SpeedSettings(work_size="32"), model, "cpu", temporal=TemporalSettings("flow"))
-    assert low.temporal.coefficients and low.transfer.coeff_hook is low.temporal  # smooths (a, b) in the transfer
+    assert low.stages.smoother is not None and isinstance(low.stages.post, FlowSmoother)  # smooths (a, b)
     f_off = flicker(list(clip.hazy), list(off)).output
     for engine in (full, low):
         out = engine.process(clip.hazy)
         assert out.shape == clip.hazy.shape and out.dtype == np.uint8
         assert flicker(list(clip.hazy), list(out)).output < 0.7 * f_off
-        assert engine.temporal.frames == 6 and engine.temporal.busy_s > 0
 
 
-def test_stage_switches_off_and_restarts_clean():
-    from streamdehaze.pipeline.temporal_engine import TemporalSettings, TemporalStage
+def test_temporal_control_switches_off_between_batches_and_restarts_clean():
+    from streamdehaze.pipeline.speed import SpeedSettings
+    from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine
 
-    stage = TemporalStage(TemporalSettings("ema", 0.9), coefficients=False)
-    x = scene(0, 48, 64)
-    stage.post(x, x * 0.5)
-    assert torch.allclose(stage.post(x, x * 0.9), x * 0.5 * 0.9 + x * 0.9 * 0.1, atol=0.02)  # smoothed
-    stage.enabled = False
-    assert torch.equal(stage.post(x, x * 0.7), x * 0.7)
-    stage.enabled = True  # no memory of the frames before the pause
-    assert torch.allclose(stage.post(x, x * 0.8), x * 0.8, atol=1e-6)
-    assert TemporalStage(TemporalSettings("off"), coefficients=False).enabled is False
+    clip = moving_object_clip(n_frames=12, size=(96, 64), speed=(3.0, 0.0))
+    model = Dehazer(JitteryDCP(seed=3), "jittery")
+
+    def run(switch_at: dict[int, bool]) -> np.ndarray:
+        model.net.g.manual_seed(3)
+        engine = build_engine(SpeedSettings(work_size="full"), model, "cpu", temporal=TemporalSettings("ema", 0.9))
+        outs = []
+        for i in range(0, 12, 2):
+            if i in switch_at:
+                engine.control("temporal", switch_at[i])  # queued: no effect until the next batch starts
+                assert engine.temporal_on is not switch_at[i]
+            outs.append(engine.process(clip.hazy[i : i + 2]))
+            assert engine.temporal_on is switch_at.get(i, engine.temporal_on)
+        return np.concatenate(outs)
+
+    smoothed, switched = run({}), run({4: False, 8: True})
+    model.net.g.manual_seed(3)
+    plain = build_engine(SpeedSettings(work_size="full"), model, "cpu", temporal=None).process(clip.hazy)
+    assert np.array_equal(switched[:4], smoothed[:4])
+    assert np.array_equal(switched[4:8], plain[4:8]) and not np.array_equal(smoothed[4:8], plain[4:8])
+    assert np.array_equal(switched[8], plain[8])  # switched on again: no memory of the frames before the pause
+    assert not np.array_equal(switched[9], plain[9])
 
 
 def test_run_command_smooths_by_default(tmp_path):
@@ -259,14 +280,13 @@ def test_run_command_smooths_by_default(tmp_path):
 
 def test_bench_measures_temporal_variants():
     from streamdehaze.bench.measure import BenchSettings, bench_variants
-    from streamdehaze.pipeline.temporal_engine import TemporalEngine
 
     s = BenchSettings(model="dcp", work_size="full", temporal="off", compare=("temporal=flow,temporal-strength=0.5",))
     (_, base), (_, variant) = bench_variants(s)
     model = Dehazer(DarkChannelPrior(), "dcp")
-    assert type(base.engine(model, torch.device("cpu"))) is not TemporalEngine
+    assert base.engine(model, torch.device("cpu")).temporal is None
     engine = variant.engine(model, torch.device("cpu"))
-    assert isinstance(engine, TemporalEngine) and engine.temporal.settings.strength == 0.5
+    assert engine.temporal.mode == "flow" and engine.temporal.strength == 0.5
     with pytest.raises(InputError):
         BenchSettings(model="dcp", temporal="median").engine(model, torch.device("cpu"))
 
@@ -280,5 +300,5 @@ def test_python_api_smooths_by_default_like_run(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", 4, size=(64, 48))
     on = build_pipeline(clip, tmp_path / "a.mp4", model="dcp", device="cpu")
     off = build_pipeline(clip, tmp_path / "b.mp4", model="dcp", device="cpu", temporal=None)
-    assert on.temporal is not None and on.temporal.settings.mode == DEFAULT_MODE
+    assert on.temporal is not None and on.temporal.mode == DEFAULT_MODE
     assert off.temporal is None

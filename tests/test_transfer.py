@@ -1,4 +1,4 @@
-"""Working size, guided transfer and keyframe reuse (pipeline/transfer.py), and the engine using them."""
+"""Working size, guided transfer and keyframe reuse (pipeline/transfer.py, keyframes.py), and the engine using them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from streamdehaze.errors import InputError
 from streamdehaze.frames import Frame
 from streamdehaze.ops.color import to_tensor
+from streamdehaze.ops.transfer_fit import transfer
 from streamdehaze.pipeline.engine import Engine
-from streamdehaze.pipeline.transfer import GuidedTransfer, KeyframeScheduler, default_radius
+from streamdehaze.pipeline.keyframes import KeyframeScheduler
+from streamdehaze.pipeline.transfer import GuidedTransfer, default_radius
 from streamdehaze.work_size import FULL, WorkSize, default_work_size, parse_work_size
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
@@ -24,6 +26,11 @@ def textured(n: int, h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     coarse = F.interpolate(torch.rand(n, 3, h // 8, w // 8, generator=g), size=(h, w), mode="bilinear")
     return (0.1 + 0.6 * coarse + 0.2 * torch.rand(n, 3, h, w, generator=g)).clamp(0, 1)
+
+
+def stream(model, t: GuidedTransfer, **kwargs) -> Engine:
+    """An engine over float batches (``.infer``): the transfer's stateful path, frames in stream order."""
+    return Engine(model, "cpu", transfer=t, **kwargs)
 
 
 class AffineModel(torch.nn.Module):
@@ -89,28 +96,24 @@ def test_size_for_rounds_and_keeps_a_minimum():
 
 def test_scheduler_interval_carries_across_batches():
     s = KeyframeScheduler(interval=3)
-    sig = np.zeros((1, 48), np.float32)
-    reasons = s.plan(np.repeat(sig, 4, 0)) + s.plan(np.repeat(sig, 4, 0))
+    reasons = s.plan([False] * 4) + s.plan([False] * 4)
     assert reasons == ["first", None, None, "interval", None, None, "interval", None]
-    assert (s.keyframes, s.scene_cuts, s.frames) == (3, 0, 8)
+    assert (s.keyframes, s.frames) == (3, 8)
 
 
 def test_scheduler_scene_cut_forces_a_keyframe_and_resets_the_count():
-    s = KeyframeScheduler(interval=4, scene_cut=0.1)
-    a, b = np.zeros(48, np.float32), np.full(48, 0.5, np.float32)
-    drift = a + 0.05  # below the threshold: the same scene
-    reasons = s.plan(np.stack([a, drift, b, b, b, b, b]))
+    s = KeyframeScheduler(interval=4)
+    reasons = s.plan([True, False, True, False, False, False, False])  # the state pass's flags (first: set)
     assert reasons == ["first", None, "cut", None, None, None, "interval"]
-    assert s.scene_cuts == 1
     s.reset()
-    assert s.plan(np.stack([b])) == ["first"]
+    assert s.plan([False]) == ["first"]
 
 
 def test_scheduler_rejects_bad_settings():
     with pytest.raises(InputError, match="keyframe-interval"):
         KeyframeScheduler(interval=0)
     with pytest.raises(InputError, match="scene-cut"):
-        KeyframeScheduler(interval=2, scene_cut=0)
+        GuidedTransfer(keyframe_interval=2, scene_cut=0)
 
 
 # ---------------------------------------------------------------- transfer
@@ -122,7 +125,7 @@ def test_global_affine_model_is_transferred_exactly(device, per_channel):
     x = textured(2, 64, 96).to(device)
     model = AffineModel(per_channel)
     t = GuidedTransfer(WorkSize("scale", 0.5), eps=1e-8, shared_gain=not per_channel)
-    out = t.process(model, x)
+    out = stream(model, t).infer(x)
     assert model.calls == [(2, 3, 32, 48)]  # the network saw the half-size frames
     expected = (model.gain(0).to(device) * x + (1 - model.gain(0).to(device)) * 0.3).clamp(0, 1)
     assert (out - expected).abs().max() < 2e-3
@@ -138,7 +141,9 @@ def test_transfer_of_smoothly_varying_map_beats_upsampling_the_output():
         return (g * t + (1 - g) * 0.6).clamp(0, 1)
 
     truth = model(x)
-    out = GuidedTransfer(WorkSize("scale", 0.25)).process(model, x)
+    out = transfer(model, x, WorkSize("scale", 0.25).size_for(96, 128))  # the stateless one-image path
+    engine = stream(model, GuidedTransfer(WorkSize("scale", 0.25)))  # (the engine feeds the model channels-last)
+    assert torch.allclose(out, engine.infer(x), atol=1e-5)
     low = F.interpolate(x, scale_factor=0.25, mode="bilinear", antialias=True)
     naive = F.interpolate(model(low), size=x.shape[-2:], mode="bilinear", align_corners=False)
     err_transfer, err_naive = (out - truth).abs().mean(), (naive - truth).abs().mean()
@@ -148,19 +153,19 @@ def test_transfer_of_smoothly_varying_map_beats_upsampling_the_output():
 def test_full_size_interval_one_without_hook_is_the_plain_model():
     x = textured(3)
     model = AffineModel()
-    t = GuidedTransfer(WorkSize("short", 360))  # 48x64 frames: below the cap, so full resolution
-    assert torch.equal(t.process(model, x), AffineModel()(x))
-    assert model.calls == [(3, 3, 48, 64)] and t.stats()["frames"] == 0  # no fit, no keyframe logic
+    engine = stream(model, GuidedTransfer(WorkSize("short", 360)))  # 48x64 frames: below the cap, full resolution
+    assert torch.equal(engine.infer(x), AffineModel()(x))
+    assert model.calls == [(3, 3, 48, 64)] and engine.keyframe_stats()["frames"] == 0  # no fit, no keyframe logic
 
 
 def test_keyframes_reuse_coefficients_on_each_new_frame_across_batches():
-    frames = textured(10, seed=5)
+    frames = textured(1, seed=5) * torch.linspace(0.9, 1.0, 10).view(10, 1, 1, 1)  # one scene, slowly brighter
     model = AffineModel()
-    t = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=4, eps=1e-8)
-    out = torch.cat([t.process(model, frames[i : i + 3]) for i in range(0, 10, 3)])  # batches 3, 3, 3, 1
+    t = stream(model, GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=4, eps=1e-8))
+    out = torch.cat([t.infer(frames[i : i + 3]) for i in range(0, 10, 3)])  # batches 3, 3, 3, 1
     # keyframes 0, 4, 8: calls on the batch with frame 0, then 4, then 8 — one frame each
     assert model.calls == [(1, 3, 24, 32)] * 3
-    assert t.stats() == {"frames": 10, "keyframes": 3, "scene_cuts": 0}
+    assert t.keyframe_stats() == {"frames": 10, "keyframes": 3, "scene_cuts": 0}
     for i in range(10):
         g = model.gain(i // 4)  # the keyframe's map, applied to frame i's own pixels
         expected = (g * frames[i : i + 1] + (1 - g) * 0.3).clamp(0, 1)
@@ -170,10 +175,10 @@ def test_keyframes_reuse_coefficients_on_each_new_frame_across_batches():
 def test_a_scene_cut_inside_a_batch_runs_the_network_on_that_frame():
     a, b = textured(3, seed=1) * 0.3, 0.5 + 0.5 * textured(2, seed=2)  # dark scene, then a bright one
     model = AffineModel()
-    t = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=30, eps=1e-8)
-    out = t.process(model, torch.cat([a, b]))
+    t = stream(model, GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=30, eps=1e-8))
+    out = t.infer(torch.cat([a, b]))
     assert model.calls == [(2, 3, 24, 32)]  # frames 0 and 3 in one call
-    assert t.stats()["scene_cuts"] == 1
+    assert t.keyframe_stats()["scene_cuts"] == 1
     g1 = model.gain(0)[:, :, :, :]  # one call: both keyframes share its gain
     assert (out[4:] - (g1 * b[1:] + (1 - g1) * 0.3).clamp(0, 1)).abs().max() < 2e-3
 
@@ -196,9 +201,8 @@ class RecordingHook:
 
 def test_coefficient_hook_runs_per_frame_between_fit_and_apply():
     hook = RecordingHook(replace=True)
-    t = GuidedTransfer(FULL, coeff_hook=hook)  # a hook makes the path run even at full size, K = 1
-    assert t.active
-    out = t.process(AffineModel(), textured(1, 16, 24).repeat(3, 1, 1, 1))  # one scene
+    t = stream(AffineModel(), GuidedTransfer(FULL), coeff_hook=hook)  # a hook: the path runs at full size, K = 1
+    out = t.infer(textured(1, 16, 24).repeat(3, 1, 1, 1))  # one scene
     assert torch.allclose(out, torch.full_like(out, 0.25))  # what the hook returned was applied
     assert hook.shapes == [((1, 3, 16, 24),) * 3] * 3
     assert hook.resets == 1  # the first frame starts a scene
@@ -206,38 +210,42 @@ def test_coefficient_hook_runs_per_frame_between_fit_and_apply():
 
 def test_hook_reset_at_scene_cuts_and_plain_callables_work():
     hook = RecordingHook()
-    t = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=8, coeff_hook=hook)
-    t.process(AffineModel(), torch.cat([textured(2, seed=1) * 0.2, 0.8 + 0.2 * textured(2, seed=2)]))
+    t = stream(AffineModel(), GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=8), coeff_hook=hook)
+    t.infer(torch.cat([textured(2, seed=1) * 0.2, 0.8 + 0.2 * textured(2, seed=2)]))
     assert hook.resets == 2 and len(hook.shapes) == 4
     seen = []
-    t2 = GuidedTransfer(WorkSize("scale", 0.5), coeff_hook=lambda low, a, b: (seen.append(low.shape[0]) or a, b))
-    t2.process(AffineModel(), textured(2))
+    t2 = stream(
+        AffineModel(),
+        GuidedTransfer(WorkSize("scale", 0.5)),
+        coeff_hook=lambda low, a, b: (seen.append(low.shape[0]) or a, b),
+    )
+    t2.infer(textured(2))
     assert seen == [1, 1]
 
 
 def test_frame_size_change_starts_over():
     model = AffineModel()
-    t = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=10)
-    t.process(model, textured(1, 32, 32).repeat(2, 1, 1, 1))
-    t.process(model, textured(1, 48, 64).repeat(2, 1, 1, 1))  # a new size: the old coefficients do not fit
-    assert [c[0] for c in model.calls] == [1, 1] and t.stats()["keyframes"] == 2
+    t = stream(model, GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=10))
+    t.infer(textured(1, 32, 32).repeat(2, 1, 1, 1))
+    t.infer(textured(1, 48, 64).repeat(2, 1, 1, 1))  # a new size: the old coefficients do not fit
+    assert [c[0] for c in model.calls] == [1, 1] and t.keyframe_stats()["keyframes"] == 2
 
 
 # ---------------------------------------------------------------- engine
 
 
 def test_engine_with_transfer_keeps_order_timestamps_and_state():
-    imgs = (textured(7, seed=9) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    scene = textured(1, seed=9) * torch.linspace(0.9, 1.0, 7).view(7, 1, 1, 1)  # one scene: no cuts
+    imgs = (scene * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     frames = [Frame(im, 100 * i, Fraction(1, 1000), i, {"i": i}) for i, im in enumerate(imgs)]
     model = AffineModel()
     engine = Engine(model, "cpu", transfer=GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=3))
     out = [f for start in (0, 4) for batch in engine.submit(frames[start : start + 4]) for f in batch]
     assert [f.pts for f in out] == [100 * i for i in range(7)] and out[5].meta == {"i": 5}
-    assert len(model.calls) == 2 and engine.transfer.stats()["keyframes"] == 3  # frames 0, 3, 6
-    reference = GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=3)
-    ref_model = AffineModel()
+    assert len(model.calls) == 2 and engine.keyframe_stats()["keyframes"] == 3  # frames 0, 3, 6
+    reference = stream(AffineModel(), GuidedTransfer(WorkSize("scale", 0.5), keyframe_interval=3))
     x = to_tensor(imgs)
-    expected = torch.cat([reference.process(ref_model, x[:4]), reference.process(ref_model, x[4:])])
+    expected = torch.cat([reference.infer(x[:4]), reference.infer(x[4:])])
     got = to_tensor(np.stack([f.image for f in out]))
     assert (got - expected).abs().max() <= 1 / 255 + 1e-6
 
@@ -269,9 +277,10 @@ def test_transfer_fit_presets_set_the_radius_and_the_gain_form():
 
     work = WorkSize("scale", 0.5)  # 60x80: radius 1 for local (1/60), 3 for wide (1/20)
     assert default_radius(60, 80) == 1 and default_radius(60, 80, "wide") == 3
-    local, wide = (GuidedTransfer(work, fit=f).process(model, x) for f in ("local", "wide"))
-    assert torch.equal(local, GuidedTransfer(work, radius=1, shared_gain=False).process(model, x))
-    assert torch.equal(wide, GuidedTransfer(work, radius=3, shared_gain=True).process(model, x))
+    local, wide = (stream(model, GuidedTransfer(work, fit=f)).infer(x) for f in ("local", "wide"))
+    assert torch.equal(local, stream(model, GuidedTransfer(work, radius=1, shared_gain=False)).infer(x))
+    assert torch.equal(wide, stream(model, GuidedTransfer(work, radius=3, shared_gain=True)).infer(x))
+    assert torch.equal(wide, transfer(model, x, (60, 80), "wide"))  # the stills' path fits the same way
     assert (local - wide).abs().max() > 1e-3
     assert "wide transfer fit" in GuidedTransfer(work, fit="wide").describe(120, 160)
     assert "fit" not in GuidedTransfer(work).describe(120, 160)

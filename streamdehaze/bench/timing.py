@@ -42,7 +42,7 @@ def time_model(
         for _ in range(warm):
             engine.infer(x)
         _sync(device)
-        before = engine.transfer.stats()
+        before = engine.keyframe_stats()
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -56,7 +56,7 @@ def time_model(
             for _ in range(steps):
                 engine.infer(x)
             seconds = time.perf_counter() - t0
-    counts = {k: v - before[k] for k, v in engine.transfer.stats().items()}
+    counts = {k: v - before[k] for k, v in engine.keyframe_stats().items()}
     return steps * s.batch / seconds, counts
 
 
@@ -165,7 +165,7 @@ def time_end_to_end(
     stats = pipe.run()
     seconds = time.perf_counter() - marks.get("t0", t_start)
     fps = (stats.frames_written - min(s.warmup, stats.frames_written)) / seconds
-    return fps, stats, engine.transfer.stats()
+    return fps, stats, engine.keyframe_stats()
 
 
 def precision_error(model: torch.nn.Module, s: BenchSettings, device: torch.device, images: np.ndarray) -> dict:

@@ -15,6 +15,7 @@ from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..work_size import parse_work_size
 from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
+from .strength import strength_option
 
 
 def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
@@ -39,6 +40,7 @@ def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
 @backend_option
 @work_size_option()
 @transfer_fit_option
+@strength_option
 def command(
     inputs: tuple[str, ...],
     output: str,
@@ -49,6 +51,7 @@ def command(
     backend: str,
     work_size: str,
     transfer_fit: str,
+    strength: float,
 ) -> None:
     """Dehaze images (files, folders or globs) and write OUTPUT/<input name>.png.
 
@@ -67,10 +70,14 @@ def command(
     with Progress(*columns, console=console, disable=len(paths) < 2, transient=True) as progress:
         task = progress.add_task(f"dehazing ({model})", total=len(paths))
         for src, dst in zip(paths, outs):
-            write_image(dst, dehaze_image(read_image(src), dehazer, work_size=work, transfer_fit=transfer_fit))
+            write_image(
+                dst,
+                dehaze_image(read_image(src), dehazer, work_size=work, transfer_fit=transfer_fit, strength=strength),
+            )
             progress.advance(task)
     how = work.describe()
     how += "" if work.is_full or transfer_fit == DEFAULT_TRANSFER_FIT else f", {transfer_fit} transfer fit"
     how += ", flip average" if flip_average else ""
+    how += "" if strength == 1 else f", strength {strength:g}"
     via = f"on {dehazer.device} via {describe_backend(dehazer)}"
     console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} {via} ({how})", highlight=False)

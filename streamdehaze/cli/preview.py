@@ -20,6 +20,7 @@ from .common import (
 )
 from .progress import PipelineProgress, outages_text
 from .speed import transfer_fit_option, work_size_option
+from .strength import strength_option
 from .temporal_options import pop_temporal, temporal_options
 
 web_option = click.option(
@@ -75,6 +76,7 @@ def print_web_url(url: str, token_required: bool) -> None:
 @work_size_option()
 @transfer_fit_option
 @temporal_options()
+@strength_option
 def command(
     source: str,
     model: str,
@@ -94,6 +96,7 @@ def command(
     exit_at_end: bool,
     work_size: str,
     transfer_fit: str,
+    strength: float,
     **temporal_kwargs: Any,
 ) -> None:
     """Preview SOURCE (webcam:N, rtsp://URL, video file, lavfi:GRAPH) dehazed next to the original.
@@ -103,7 +106,8 @@ def command(
 
     \b
     Window keys: q/Esc quit, space pause, s snapshot (both images), d dehazing on/off,
-    t temporal smoothing on/off, v side by side / split view, [ ] (or arrows, or drag) move the split.
+    t temporal smoothing on/off, - + strength, v side by side / split view, [ ] (or arrows, or drag)
+    move the split. The page has the same buttons and a strength slider.
 
     \b
     Examples:
@@ -133,7 +137,9 @@ def command(
         if url is not None:
             print_web_url(url, "token=" in url)
         if show_window:
-            console.print("keys: q quit, space pause, s snapshot, d dehazing, t temporal, v view, [ ] split")
+            console.print(
+                "keys: q quit, space pause, s snapshot, d dehazing, t temporal, - + strength, v view, [ ] split"
+            )
 
     log_to_console()  # a live source's outages, one line each
     with PipelineProgress(console, "preview", live=True) as progress_bar:
@@ -158,6 +164,7 @@ def command(
             on_progress=progress_bar.update,
             speed=SpeedSettings(work_size=work_size, transfer_fit=transfer_fit),
             temporal=pop_temporal(temporal_kwargs),
+            strength=strength,
         )
     line = f"shown {stats.frames_written} frames in {stats.wall_s:.1f} s ({stats.fps:.1f} fps)"
     if stats.dropped:

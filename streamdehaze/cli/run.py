@@ -25,6 +25,7 @@ from .common import (
 from .preview import RecordingPreview, token_option, web_option
 from .progress import PipelineProgress, print_summary
 from .speed import speed_options
+from .strength import strength_option
 from .temporal_options import pop_temporal, temporal_options
 
 
@@ -84,6 +85,7 @@ def parse_time(value: str | None, option: str) -> float | None:
 @speed_options
 @temporal_options()
 @batch_options
+@strength_option
 def command(
     source: str,
     output: str,
@@ -114,6 +116,7 @@ def command(
     compile_: bool,
     cuda_graphs: bool,
     device_yuv: bool | None,
+    strength: float,
     **temporal_kwargs,
 ) -> None:
     """Dehaze SOURCE (video file, rtsp://URL, webcam:N, /dev/videoN or image folder) into --output.
@@ -186,6 +189,7 @@ def command(
         temporal=temporal,
         flip_average=flip_average,
         backend=backend,
+        strength=strength,
     )
     live_preview = RecordingPreview(pipe, show_preview, web, token)
     log_to_console()  # a live source's outages, one line each
@@ -205,7 +209,8 @@ def command(
         )
         yuv_used = getattr(pipe.source, "pix_fmt", None) == "yuv420p"
         settings = speed.describe(pipe.engine.device, info.height, info.width, yuv=yuv_used, model=pipe.engine.model)
-        console.print(f"  {settings}; {temporal.describe()}", highlight=False, soft_wrap=True)
+        settings += f"; {temporal.describe()}" + ("" if strength == 1 else f"; strength {strength:g}")
+        console.print(f"  {settings}", highlight=False, soft_wrap=True)
         from ..io.colour import depth_note  # PyAV: not imported for --help
 
         if note := depth_note(info.colour):

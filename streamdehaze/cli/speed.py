@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..pipeline.frame_state import DEFAULT_SCENE_CUT
 from ..pipeline.speed import SpeedSettings, speed_fields
 from ..pipeline.transfer import DEFAULT_TRANSFER_FIT, TRANSFER_FITS
 from ..work_size import parse_work_size
@@ -52,9 +53,10 @@ _STREAM_OPTIONS = (
     click.option(
         "--scene-cut",
         type=click.FloatRange(min=0, min_open=True),
-        default=0.12,
+        default=DEFAULT_SCENE_CUT,
         show_default=True,
-        help="Thumbnail change (mean abs, 0-1) since the last keyframe that counts as a scene cut.",
+        help="Change of the frame's 16x16 gray thumbnail since the previous frame (mean abs, 0-1) that counts "
+        "as a scene cut: it forces a keyframe and resets every temporal smoothing state.",
     ),
     click.option("--channels-last/--no-channels-last", default=None, help="NHWC weights and inputs [default: on]."),
     click.option(

@@ -4,8 +4,12 @@ Haze model: ``I = J · t + A · (1 − t)``. In haze-free outdoor patches some c
 close to zero (the dark channel), so ``t ≈ 1 − ω · dark(I / A)``. The transmission is refined
 with a guided filter on the gray input and the scene recovered as ``J = (I − A) / max(t, t0) + A``.
 
-:meth:`DarkChannelPrior.estimate` and :meth:`DarkChannelPrior.recover` expose the two halves so
-temporal smoothing can act on the airlight between them. No weights; runs on the input's device.
+The prior exposes its global estimate so a stateful stage can smooth it between two stateless
+halves: :meth:`DarkChannelPrior.global_airlight` (``(B, 3)``, one colour per frame) and
+:meth:`DarkChannelPrior.dehaze` (the transmission for a given airlight and the recovery); the
+forward pass is the one after the other. (:meth:`~DarkChannelPrior.estimate` and
+:meth:`~DarkChannelPrior.recover` are the same steps split after the transmission.) No weights, no
+state; runs on the input's device.
 """
 
 from __future__ import annotations
@@ -124,7 +128,16 @@ class DarkChannelPrior(nn.Module):
         j = (work - a) / t.to(work.dtype).clamp_min(self.t0) + a
         return j.clamp_(0.0, 1.0).to(x.dtype)
 
+    def global_airlight(self, x: torch.Tensor) -> torch.Tensor:
+        """The airlight ``(B, 3)`` float32 of ``x`` ``(B, 3, H, W)`` in [0, 1] (its dark channel's brightest pixels)."""
+        work = x.float() if x.dtype in _LOW_PRECISION else x
+        return self.airlight(work, dark_channel(work, self.patch))
+
+    def dehaze(self, x: torch.Tensor, airlight: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, 3, H, W)`` in [0, 1] dehazed for a given ``airlight`` ``(B, 3)``: transmission, then recovery."""
+        work = x.float() if x.dtype in _LOW_PRECISION else x
+        return self.recover(x, airlight, self.transmission(work, airlight))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` float in [0, 1] → dehazed ``(B, 3, H, W)`` float in [0, 1]."""
-        airlight, t = self.estimate(x)
-        return self.recover(x, airlight, t)
+        return self.dehaze(x, self.global_airlight(x))

@@ -1,17 +1,21 @@
-"""The guided transfer's affine fit: ``y ≈ a · x + b`` per pixel at the working size, and its presets.
+"""The guided transfer, stateless: downscale, the affine fit ``y ≈ a · x + b`` at the working size,
+its presets, the strength control and the whole one-image path.
 
-Shared by the engine (:mod:`streamdehaze.pipeline.transfer`) and the trainer (``--fit-loss``), so
-both see the same fit.
+Shared by the engine (:mod:`streamdehaze.pipeline.core` and :mod:`~streamdehaze.pipeline.stages`),
+still images (:func:`streamdehaze.images.dehaze_image`) and the trainer (``--fit-loss``, validation),
+so all of them see the same fit. Nothing here keeps state between calls.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import InputError
-from .guided import fit_affine
+from .guided import apply_affine, fit_affine
 
 Tensor = torch.Tensor
 
@@ -75,3 +79,66 @@ def fit_coefficients(
     mx, my = low.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
     a, b = fit_affine(low - mx, y - my, r, eps, shared_gain)
     return a, b + my - a * mx
+
+
+def downscale(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(B, 3, H, W)`` → ``(B, 3, h, w)`` float32, antialiased bilinear (``x`` as float32 when already that size)."""
+    x = x.float()
+    if tuple(size) == tuple(x.shape[-2:]):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def check_strength(strength: float) -> float:
+    if not 0.0 <= float(strength) <= 1.0:
+        raise InputError(f"--strength {strength}: expected a number in [0, 1] (0 = the input, 1 = full dehazing)")
+    return float(strength)
+
+
+def strengthen(a: Tensor, b: Tensor, strength: float) -> tuple[Tensor, Tensor]:
+    """The map ``y = a · x + b`` with ``strength`` S of its effect: ``a' = 1 + S (a − 1)``, ``b' = S b``.
+
+    S = 1 returns ``a, b`` themselves (bit-identical); S = 0 gives the identity map.
+    """
+    if strength == 1.0:
+        return a, b
+    return torch.lerp(torch.ones_like(a), a, strength), b * strength
+
+
+def blend(x: Tensor, y: Tensor, strength: float) -> Tensor:
+    """``x + S (y − x)``: the same control for an output ``y`` that is not held as coefficients.
+
+    ``x``, ``y`` ``(B, 3, H, W)`` in [0, 1]; returns ``y``'s dtype. S = 1 returns ``y`` itself.
+    """
+    if strength == 1.0:
+        return y
+    return torch.lerp(x.to(y.dtype), y, strength)
+
+
+def transfer(
+    run_model: Callable[[Tensor], Tensor],
+    x: Tensor,
+    size: tuple[int, int],
+    fit: str = DEFAULT_TRANSFER_FIT,
+    radius: int | None = None,
+    eps: float = 1e-4,
+    strength: float = 1.0,
+    shared_gain: bool | None = None,
+) -> Tensor:
+    """One batch of unrelated images ``x`` ``(B, 3, H, W)`` in [0, 1] dehazed through the working size ``size``.
+
+    ``run_model``: ``(B, 3, h, w)`` → ``(B, 3, h, w)`` in [0, 1]. At full size (``size`` = ``(H, W)``)
+    the network's own output, else downscale → network → fit ``(a, b)`` → apply to ``x``
+    (float32 out). ``strength``: see :func:`strengthen`; ``radius``/``shared_gain`` None: ``fit``'s.
+    No keyframes, no smoothing: the
+    engine's stateful stages add those for streams.
+    """
+    if tuple(size) == tuple(x.shape[-2:]):
+        return blend(x, run_model(x), strength)
+    with torch.autocast(x.device.type, enabled=False):
+        low = downscale(x, size)
+        y = run_model(low).float()
+        r = radius if radius is not None else default_radius(*low.shape[-2:], fit)
+        gain = TRANSFER_FITS[fit].shared_gain if shared_gain is None else shared_gain
+        a, b = fit_coefficients(low, y, r, eps, gain)
+        return apply_affine(*strengthen(a, b, strength), x.float())

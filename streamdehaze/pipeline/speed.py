@@ -19,20 +19,22 @@ from ..backends import check_backend
 from ..errors import InputError
 from ..work_size import WorkSize, parse_work_size
 from .engine import Engine
-from .transfer import DEFAULT_TRANSFER_FIT, CoeffHook, GuidedTransfer, check_transfer_fit
+from .frame_state import DEFAULT_SCENE_CUT
+from .transfer import DEFAULT_TRANSFER_FIT, GuidedTransfer, check_transfer_fit
 from .tuning import EngineOptions
 
 
 @dataclass
 class SpeedSettings:
     """``work_size``: ``auto`` (the model's or the device's default), ``full``, a short side (``540``) or a scale
-    (``0.5``); ``keyframe_interval``: run the network every K frames; ``scene_cut``: thumbnail
-    change that forces a keyframe; ``transfer_fit``: the shape of the guided transfer's fit
+    (``0.5``); ``keyframe_interval``: run the network every K frames; ``scene_cut``: the change of
+    the frame's thumbnail since the previous frame that counts as a scene cut (it forces a keyframe and
+    resets every temporal state, :mod:`.frame_state`); ``transfer_fit``: the shape of the guided transfer's fit
     (:data:`~.transfer.TRANSFER_FITS`); the rest: :class:`~.tuning.EngineOptions` (None = device default)."""
 
     work_size: str | float | WorkSize | None = "auto"
     keyframe_interval: int = 1
-    scene_cut: float = 0.12
+    scene_cut: float = DEFAULT_SCENE_CUT
     channels_last: bool | None = None
     cudnn_benchmark: bool | None = None
     compile: bool = False
@@ -50,13 +52,9 @@ class SpeedSettings:
     def engine_options(self) -> EngineOptions:
         return EngineOptions(self.channels_last, self.cudnn_benchmark, self.compile, self.cuda_graphs, self.device_yuv)
 
-    def transfer(
-        self, device: torch.device | str, coeff_hook: CoeffHook | object | None = None, model: object = None
-    ) -> GuidedTransfer:
+    def transfer(self, device: torch.device | str, model: object = None) -> GuidedTransfer:
         work = self.resolved_work_size(device, model)
-        return GuidedTransfer(
-            work, self.keyframe_interval, self.scene_cut, coeff_hook=coeff_hook, fit=self.transfer_fit
-        )
+        return GuidedTransfer(work, self.keyframe_interval, self.scene_cut, fit=self.transfer_fit)
 
     def build_engine(
         self,
@@ -64,11 +62,24 @@ class SpeedSettings:
         device: torch.device | str,
         precision: str = "fp32",
         depth: int = 2,
-        coeff_hook: CoeffHook | object | None = None,
+        coeff_hook: object = None,
+        temporal: object = None,
+        strength: float = 1.0,
     ) -> Engine:
+        """The :class:`~.engine.Engine` these settings describe (``temporal``: a
+        :class:`~.temporal_engine.TemporalSettings` or None; see :func:`.temporal_engine.build_engine`)."""
         device = torch.device(device)
-        transfer = self.transfer(device, coeff_hook, model)
-        return Engine(model, device, precision, depth, transfer, self.engine_options())
+        return Engine(
+            model,
+            device,
+            precision,
+            depth,
+            self.transfer(device, model),
+            self.engine_options(),
+            temporal=temporal,
+            coeff_hook=coeff_hook,
+            strength=strength,
+        )
 
     def use_device_yuv(self, device: torch.device | str) -> bool:
         """Whether frames should travel as yuv420p planes (the sink/source must support it too)."""

@@ -8,6 +8,12 @@ flow errors and new content give a large ``d``: the current output passes throug
 flow points outside the frame, 0 at a scene cut. Unlike coefficient smoothing, this also averages
 out the noise and compression flicker that any dehazer amplifies by ``1/t``; its cost is one flow
 per frame on the CPU.
+
+The filter has a host half and a device half. :class:`FlowEstimator` (host, stateful: the previous
+gray frame) turns the gray frames of a batch, made on the device by :func:`flow_gray` and copied to
+the host without blocking, into flows; :meth:`FlowSmoother.step` (device) warps and blends with
+them. The engine runs the host half between its two device phases (:mod:`.engine`), so the compute
+stream never waits for OpenCV; standalone, :meth:`FlowSmoother.__call__` runs both in turn.
 """
 
 from __future__ import annotations
@@ -18,12 +24,35 @@ import torch
 import torch.nn.functional as F
 
 from ..ops.guided import box_filter, fit_affine, rgb_to_gray
-from .temporal import SceneCutDetector, TemporalConfig, downscale, fit_shape
+from .temporal import TemporalConfig, downscale, fit_shape
 
 
-def _as_u8(gray: torch.Tensor) -> np.ndarray:
-    """``(1, 1, h, w)`` in [0, 1] → ``(h, w)`` uint8 numpy array (for OpenCV's flow)."""
-    return gray[0, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+def flow_gray(x: torch.Tensor, flow_size: int) -> torch.Tensor:
+    """``(B, 3, H, W)`` in [0, 1] → ``(B, h, w)`` uint8 gray at short side ``flow_size``, on ``x``'s device."""
+    low = downscale(x.float(), fit_shape(*x.shape[-2:], flow_size))
+    return rgb_to_gray(low)[:, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
+class FlowEstimator:
+    """The host half: OpenCV DIS flow of each gray frame to the previous one. State: the previous frame."""
+
+    def __init__(self) -> None:
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self._prev: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def flows(self, grays: np.ndarray) -> list[np.ndarray | None]:
+        """``(B, h, w)`` uint8 consecutive frames → per frame ``(h, w, 2)`` float32 (None: no previous frame).
+
+        ``flow[p]`` is where pixel ``p`` of frame t sits in frame t−1 (``calc(t, t−1)``).
+        """
+        out: list[np.ndarray | None] = []
+        for gray in grays:
+            prev, self._prev = self._prev, np.ascontiguousarray(gray).copy()
+            out.append(None if prev is None or prev.shape != gray.shape else self._dis.calc(self._prev, prev, None))
+        return out
 
 
 class _Grids:
@@ -56,10 +85,10 @@ def warp_backward(
     height, width = images.shape[-2:]
     h, w = flow.shape[-2:]
     # pixels of the h × w flow → normalised units of the H × W frame: (W / w) · 2 / (W − 1)
-    scale = torch.tensor(
-        [2 * width / (w * max(width - 1, 1)), 2 * height / (h * max(height - 1, 1))], device=flow.device
-    )
-    offset = flow.float() * scale.view(1, 2, 1, 1)
+    # (python scalars: a tensor made from a list here would be a blocking copy on CUDA)
+    sx, sy = 2 * width / (w * max(width - 1, 1)), 2 * height / (h * max(height - 1, 1))
+    flow = flow.float()
+    offset = torch.cat([flow[:, :1] * sx, flow[:, 1:] * sy], 1)
     if (h, w) != (height, width):
         offset = F.interpolate(offset, size=(height, width), mode="bilinear", align_corners=False)
     grid = (grids or _Grids())(height, width, flow.device) + offset.permute(0, 2, 3, 1)
@@ -74,22 +103,36 @@ class FlowSmoother:
 
     Returns ``(B, 3, H, W)`` float32 in [0, 1]. The flow and the trust weights are computed on the
     gray input downscaled to ``flow_size`` (short side); only the previous output is warped at full
-    resolution. State: the previous low-resolution gray input and the previous output.
+    resolution. State: the previous low-resolution gray input and the previous output (device), and
+    :attr:`estimator`'s previous gray frame (host).
     """
 
     def __init__(self, config: TemporalConfig | None = None) -> None:
         self.config = (config or TemporalConfig(mode="flow")).check()
-        self.cut = SceneCutDetector(self.config.cut_threshold)
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self.estimator = FlowEstimator()
         self._grids_low, self._grids_full = _Grids(), _Grids()
-        self._prev: tuple[torch.Tensor, np.ndarray, torch.Tensor] | None = None
+        self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
         self._prev = None
-        self.cut.reset()
+        self.estimator.reset()
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.step(x[i : i + 1], y[i : i + 1]) for i in range(x.shape[0])])
+    def host_flows(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+        """Both halves in turn, for standalone use: per frame of ``x`` its flow ``(1, 2, h, w)`` on ``x``'s device.
+
+        (Reads the gray frames back to the host: a sync. The engine splits this around its compute section.)
+        """
+        flows = self.estimator.flows(flow_gray(x, self.config.flow_size).cpu().numpy())
+        return [None if f is None else torch.from_numpy(f).to(x.device).permute(2, 0, 1)[None] for f in flows]
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, cut: torch.Tensor | None = None) -> torch.Tensor:
+        flows = self.host_flows(x)
+        return torch.cat(
+            [
+                self.step(x[i : i + 1], y[i : i + 1], None if cut is None else cut[i], flows[i])
+                for i in range(x.shape[0])
+            ]
+        )
 
     def weight(self, gray: torch.Tensor, prev: torch.Tensor, flow: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         """Weight of the warped past ``(1, 1, h, w)``: high where the warped previous input matches the current one.
@@ -107,32 +150,32 @@ class FlowSmoother:
         self,
         x: torch.Tensor,
         y: torch.Tensor,
-        cut: torch.Tensor | None = None,
+        cut: torch.Tensor | None,
+        flow: torch.Tensor | None,
         low: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """One frame ``(1, 3, H, W)`` input and output → filtered output ``(1, 3, H, W)`` float32.
+        """The device half for one frame: ``(1, 3, H, W)`` input and output → filtered output ``(1, 3, H, W)`` float32.
 
-        ``cut``: the frame's scene-cut flag when the caller detects cuts itself (else this smoother's
-        detector); ``low``: ``x`` and ``y`` already downscaled to the flow size, when the caller has them.
+        ``cut``: the frame's scene-cut flag (0-d bool tensor, None: not a cut); ``flow``: its flow
+        ``(1, 2, h, w)`` from :attr:`estimator` (None: no previous frame); ``low``: ``x`` and ``y``
+        already downscaled to the flow size, when the caller has them.
         """
         c = self.config
         y = y.float()
         size = fit_shape(*x.shape[-2:], c.flow_size)
         low_in, low_out = low if low is not None else (downscale(x.float(), size), downscale(y, size))
         gray = rgb_to_gray(low_in)
-        gray_u8 = _as_u8(gray)
-        cut = self.cut.step(low_in) if cut is None else cut
         prev, out = self._prev, y
-        if prev is not None and prev[0].shape == gray.shape and prev[2].shape == y.shape and c.strength > 0:
-            back = self._dis.calc(gray_u8, prev[1], None)  # pixel p of frame t sits at p + back[p] in frame t-1
-            flow = torch.from_numpy(back).to(x.device).permute(2, 0, 1)[None]
-            a, _ = fit_affine(low_in, low_out, 2, c.eps)
-            w = self.weight(gray, prev[0], flow, a.abs().mean(1, keepdim=True).clamp_(min=1.0))
-            w = torch.where(cut, torch.zeros_like(w), w)
-            if w.shape[-2:] != y.shape[-2:]:
-                w = F.interpolate(w, size=y.shape[-2:], mode="bilinear", align_corners=False)
-            # the weight already holds the low-resolution "inside" mask: no full-resolution one needed
-            warped, _ = warp_backward(prev[2], flow, self._grids_full, inside=False)
-            out = torch.lerp(y, warped, w)
-        self._prev = (gray, gray_u8, out)
+        if flow is not None and prev is not None and prev[0].shape == gray.shape and prev[1].shape == y.shape:
+            if c.strength > 0:
+                a, _ = fit_affine(low_in, low_out, 2, c.eps)
+                w = self.weight(gray, prev[0], flow, a.abs().mean(1, keepdim=True).clamp_(min=1.0))
+                if cut is not None:
+                    w = torch.where(cut, torch.zeros_like(w), w)
+                if w.shape[-2:] != y.shape[-2:]:
+                    w = F.interpolate(w, size=y.shape[-2:], mode="bilinear", align_corners=False)
+                # the weight already holds the low-resolution "inside" mask: no full-resolution one needed
+                warped, _ = warp_backward(prev[1], flow, self._grids_full, inside=False)
+                out = torch.lerp(y, warped, w)
+        self._prev = (gray, out)
         return out

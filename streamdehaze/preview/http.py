@@ -104,11 +104,16 @@ class PreviewHandler(BaseHTTPRequestHandler):
             return self._send_json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": 'send JSON: {"action": ...}'})
         try:
             length = min(int(self.headers.get("Content-Length") or 0), 4096)
-            action = Action(json.loads(self.rfile.read(length) or b"{}").get("action"))
-        except (ValueError, AttributeError):
+            body = json.loads(self.rfile.read(length) or b"{}")
+            action = Action(body.get("action"))
+            value = body.get("value")
+            value = None if value is None else float(value)
+            changed = web.hub.apply(action, value)
+        except (ValueError, TypeError, AttributeError):
             names = ", ".join(a.value for a in Action)
-            return self._send_json(HTTPStatus.BAD_REQUEST, {"error": f'expected {{"action": one of {names}}}'})
-        self._send_json(HTTPStatus.OK, web.hub.apply(action))
+            error = f'expected {{"action": one of {names}}} (and "value": 0-1 for strength)'
+            return self._send_json(HTTPStatus.BAD_REQUEST, {"error": error})
+        self._send_json(HTTPStatus.OK, changed)
 
     def _stream(self) -> None:
         web = self.server.web

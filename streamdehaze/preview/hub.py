@@ -3,8 +3,9 @@
 The pipeline's sink thread hands every dehazed frame to :meth:`PreviewHub.publish` (a few
 microseconds: it keeps a reference to the newest frame and counts it); the window and the web
 server read the newest frame from the hub at their own pace, so a slow viewer never slows the
-pipeline. User controls (pause, snapshot, toggles, view) are :class:`Action` values applied with
-:meth:`PreviewHub.apply`, whichever output they came from.
+pipeline. User controls (pause, snapshot, toggles, view, strength) are :class:`Action` values
+applied with :meth:`PreviewHub.apply`, whichever output they came from; listeners pass the ones
+that concern the engine on as queued engine controls (:mod:`.session`).
 
 Also here: :func:`compose` (the side-by-side / split view) and :class:`PreviewSink` (a sink that
 publishes, optionally after writing to a recording sink). :mod:`.session` wires a
@@ -44,17 +45,25 @@ class Action(str, Enum):
     VIEW = "view"
     DIVIDER_LEFT = "divider_left"
     DIVIDER_RIGHT = "divider_right"
+    STRENGTH_DOWN = "strength_down"
+    STRENGTH_UP = "strength_up"
+    STRENGTH = "strength"  # set to a value (the page's slider)
+
+
+STRENGTH_STEP = 0.1  # per key press
 
 
 @dataclasses.dataclass
 class Controls:
-    """The user's settings: ``divider`` is the split position as a fraction of the width (0..1)."""
+    """The user's settings: ``divider`` is the split position as a fraction of the width (0..1);
+    ``strength`` the amount of dehazing (0..1)."""
 
     paused: bool = False
     dehaze: bool = True
     temporal: bool = True
     view: str = "side"
     divider: float = 0.5
+    strength: float = 1.0
 
 
 def compose(original: np.ndarray, dehazed: np.ndarray, view: str = "side", divider: float = 0.5) -> np.ndarray:
@@ -183,9 +192,14 @@ class PreviewHub:
     def on_change(self, listener: Callable[[str, Any], None]) -> None:
         self._listeners.append(listener)
 
-    def apply(self, action: Action | str) -> dict[str, Any]:
-        """Carry out ``action``; returns what changed (``{"snapshot": [paths]}`` for snapshots)."""
+    def apply(self, action: Action | str, value: float | None = None) -> dict[str, Any]:
+        """Carry out ``action``; returns what changed (``{"snapshot": [paths]}`` for snapshots).
+
+        ``value``: the new strength for :attr:`Action.STRENGTH` (clipped to [0, 1]; ValueError when missing).
+        """
         action = Action(action)
+        if action is Action.STRENGTH and value is None:
+            raise ValueError("the strength action needs a value in [0, 1]")
         c = self.controls
         if action is Action.QUIT:
             self.quit.set()
@@ -203,6 +217,10 @@ class PreviewHub:
                 field, value = "temporal", not c.temporal
             elif action is Action.VIEW:
                 field, value = "view", VIEWS[(VIEWS.index(c.view) + 1) % len(VIEWS)]
+            elif action in (Action.STRENGTH, Action.STRENGTH_DOWN, Action.STRENGTH_UP):
+                step = {Action.STRENGTH_DOWN: -STRENGTH_STEP, Action.STRENGTH_UP: STRENGTH_STEP}.get(action)
+                target = c.strength + step if step is not None else float(value)
+                field, value = "strength", round(min(1.0, max(0.0, target)), 4)
             else:
                 step = -0.05 if action is Action.DIVIDER_LEFT else 0.05
                 field, value = "divider", round(min(1.0, max(0.0, c.divider + step)), 4)

@@ -1,7 +1,8 @@
 """The browser preview page served at ``/`` (self-contained: no external scripts, styles or fonts).
 
 The page passes its own query string (``?token=...``) on to the stream, ``/stats`` and
-``/control`` requests, polls ``/stats`` twice a second and posts the buttons' actions as JSON.
+``/control`` requests, polls ``/stats`` twice a second and posts the buttons' actions as JSON
+(the strength slider posts ``{"action": "strength", "value": 0..1}`` when released).
 The picture sits at the top-left corner at its natural size (scaled down only to fit the width).
 """
 
@@ -23,6 +24,8 @@ PAGE = """<!doctype html>
   button:hover { background: #444; }
   button.on { border-color: #7fd; }
   #message { color: #aaa; min-height: 1.2em; }
+  #strength-box { white-space: nowrap; margin-left: 6px; }
+  #strength { vertical-align: middle; width: 140px; }
   .stale b { color: #f88; }
 </style>
 </head>
@@ -43,6 +46,9 @@ PAGE = """<!doctype html>
   <button data-action="snapshot">Snapshot</button>
   <button data-action="dehaze" id="btn-dehaze">Dehazing</button>
   <button data-action="temporal" id="btn-temporal">Temporal smoothing</button>
+  <span id="strength-box"><label for="strength">Strength</label>
+    <input type="range" id="strength" min="0" max="1" step="0.05" value="1">
+    <b id="strength_value">1.00</b></span>
   <button data-action="view" id="btn-view">View: side by side</button>
   <button data-action="divider_left">&#9664; divider</button>
   <button data-action="divider_right">divider &#9654;</button>
@@ -68,6 +74,11 @@ function show(s) {
   $("btn-temporal").classList.toggle("on", !!s.temporal);
   $("btn-temporal").disabled = s.temporal_available === false;
   $("btn-view").textContent = "View: " + (s.view === "split" ? "split" : "side by side");
+  if (typeof s.strength === "number" && !dragging) {
+    $("strength").value = String(s.strength);
+    $("strength_value").textContent = s.strength.toFixed(2);
+  }
+  $("strength").disabled = s.strength_available === false;
   $("state").textContent = s.finished ? "stream ended" : (s.paused ? "paused" : "");
   document.body.classList.remove("stale");
 }
@@ -82,10 +93,13 @@ async function poll() {
   }
 }
 
-async function control(action) {
+let dragging = false;  // the slider shows the user's value while it is moved
+
+async function control(action, value) {
   try {
+    const body = value === undefined ? {action} : {action, value};
     const r = await fetch("control" + query, {
-      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({action}),
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
     });
     const data = await r.json();
     $("message").textContent = data.snapshot ? "saved " + data.snapshot.join(", ") : (data.error || "");
@@ -98,6 +112,14 @@ async function control(action) {
 for (const b of document.querySelectorAll("button[data-action]")) {
   b.addEventListener("click", () => control(b.dataset.action));
 }
+$("strength").addEventListener("input", () => {
+  dragging = true;
+  $("strength_value").textContent = Number($("strength").value).toFixed(2);
+});
+$("strength").addEventListener("change", () => {  // on release: one request, not one per pixel moved
+  dragging = false;
+  control("strength", Number($("strength").value));
+});
 poll();
 setInterval(poll, 500);
 </script>

@@ -1,4 +1,4 @@
-"""Wiring a pipeline to the live preview: model switch, window/web outputs, the preview run.
+"""Wiring a pipeline to the live preview: the engine's controls, window/web outputs, the preview run.
 
 :func:`preview` is what ``streamdehaze preview`` runs: the source played in real time by
 :class:`~.source.PreviewSource` (files at their own frame rate, paced by pts, live sources
@@ -7,6 +7,10 @@ at theirs), the real
 counted, when inference falls behind), and a :class:`~.preview.PreviewSink` feeding the window
 and/or the web page. :func:`attach_preview` adds the same outputs to a recording pipeline
 (``run --preview/--web``) without changing its timing.
+
+The preview's switches (dehazing, smoothing, strength) never touch the engine from the viewer's
+thread: they queue :meth:`~streamdehaze.pipeline.engine.Engine.control` requests, which the
+inference thread applies between two batches.
 """
 
 from __future__ import annotations
@@ -23,24 +27,6 @@ from torch import nn
 
 from .hub import PreviewHub, PreviewSink
 from .source import PreviewSource
-
-
-class ToggleModel(nn.Module):
-    """``model`` that can be switched off (identity) while running: ``(B, 3, H, W)`` float in [0, 1] both ways."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.name = getattr(model, "name", type(model).__name__)
-        self.info = getattr(model, "info", {})  # what the weights say (e.g. their working size)
-        self.enabled = True
-
-    @property
-    def device(self):
-        return getattr(self.model, "device", None)
-
-    def forward(self, x):
-        return self.model(x) if self.enabled else x
 
 
 def pipeline_figures(pipe: Any) -> dict[str, Any]:
@@ -103,23 +89,25 @@ class PreviewOutputs:
             self.web.stop()
 
 
-def _wire(pipe: Any, hub: PreviewHub, switch: ToggleModel | None = None, recording: bool = False) -> None:
-    """Figures from ``pipe`` into ``hub.stats()``; the dehazing and temporal switches act on the pipeline.
+def _wire(pipe: Any, hub: PreviewHub, recording: bool = False) -> None:
+    """Figures from ``pipe`` into ``hub.stats()``; the preview's switches queue controls on ``pipe.engine``.
 
     ``recording``: the output follows the command line, so the dehazing switch only changes the
-    view and the temporal one is unavailable. ``switch``: the model's on/off wrapper.
+    view, and the temporal switch and the strength are unavailable.
     """
-    temporal = None if recording else getattr(pipe, "temporal", None)
-    available = temporal is not None and hasattr(temporal, "enabled")
-    hub.controls.temporal = bool(temporal.enabled) if available else False
-    hub.dehaze_in_display = switch is None  # no switch: it only changes what is shown
-    hub.stats_fn = lambda: {**pipeline_figures(pipe), "temporal_available": available}
+    engine = pipe.engine
+    temporal = not recording and getattr(engine, "temporal", None) is not None
+    hub.controls.temporal = bool(engine.temporal_on) if temporal else False
+    hub.controls.strength = float(getattr(engine, "strength", 1.0))
+    hub.dehaze_in_display = recording  # recording: it only changes what is shown
+    available = {"temporal_available": temporal, "strength_available": not recording}
+    hub.stats_fn = lambda: {**pipeline_figures(pipe), **available}
 
     def on_change(field: str, value: Any) -> None:
-        if field == "dehaze" and switch is not None:
-            switch.enabled = bool(value)
-        elif field == "temporal" and available:
-            temporal.enabled = bool(value)
+        if recording:
+            return
+        if field in ("dehaze", "strength") or (field == "temporal" and temporal):
+            engine.control(field, value)  # applied by the inference thread before its next batch
 
     hub.on_change(on_change)
 
@@ -153,13 +141,14 @@ def build_preview_pipeline(
     temporal: Any = None,
     flip_average: bool = False,
     backend: str = "auto",
+    strength: float = 1.0,
 ) -> Any:
     """The preview's :class:`~streamdehaze.pipeline.runner.Pipeline` (not opened): ``source`` in real time → ``hub``.
 
-    The model runs behind a :class:`ToggleModel` (the dehazing switch), inside the engine that
-    ``speed`` (a :class:`~streamdehaze.pipeline.speed.SpeedSettings`) and ``temporal`` (a
-    :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`, default: the default mode)
-    describe; ``pipeline.temporal`` is the smoothing switch. Batch 1 and short queues keep latency low.
+    The model runs in the engine that ``speed`` (a :class:`~streamdehaze.pipeline.speed.SpeedSettings`),
+    ``temporal`` (a :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`, default: the
+    default mode) and ``strength`` (the starting amount of dehazing, 0-1) describe; the preview's
+    switches queue controls on ``pipeline.engine``. Batch 1 and short queues keep latency low.
     ``flip_average``: when ``model`` is a name, average each result with the mirrored frame's;
     ``backend``: what runs it then (:func:`~streamdehaze.backends.select.load_dehazer`).
     ``timeout``/``reconnect_for``: a live source's stall time and reconnection budget (None: for ever).
@@ -172,7 +161,6 @@ def build_preview_pipeline(
     from ..pipeline.engine import _model_device
     from ..pipeline.runner import Pipeline
     from ..pipeline.speed import SpeedSettings
-    from ..pipeline.temporal_dcp import with_smoothed_airlight
     from ..pipeline.temporal_engine import TemporalSettings, build_engine
 
     speed = dataclasses.replace(speed or SpeedSettings(), device_yuv=False)  # the preview shows RGB frames
@@ -182,14 +170,11 @@ def build_preview_pipeline(
     else:
         dev = resolve_device(device)
         dehazer = load_dehazer(model, weights, dev, backend, precision, flip_average)
-    if temporal.on and temporal.mode in ("ema", "flow"):  # before the switch, which hides the prior from it
-        dehazer = with_smoothed_airlight(dehazer, temporal.airlight, temporal.config().cut_threshold)
-    switch = ToggleModel(dehazer)
-    engine = build_engine(speed, switch, dev, precision, temporal=temporal)
+    engine = build_engine(speed, dehazer, dev, precision, temporal=temporal, strength=strength)
     src = PreviewSource(open_source(source, timeout=timeout, reconnect_for=reconnect_for), hub, realtime=True)
     pipe = Pipeline(src, engine, PreviewSink(hub), batch=batch, queue_size=max(2, batch), max_frames=max_frames)
-    pipe.temporal = getattr(engine, "temporal", None)
-    _wire(pipe, hub, switch)
+    pipe.temporal = engine.temporal
+    _wire(pipe, hub)
     return pipe
 
 
@@ -213,21 +198,23 @@ def preview(
     exit_at_end: bool = False,
     flip_average: bool = False,
     backend: str = "auto",
+    strength: float = 1.0,
     on_start: Callable[[Any, str | None], None] | None = None,
     on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
     """Preview ``source`` dehazed in a window and/or on a web page (``web`` = ``[HOST:]PORT``).
 
-    ``speed``/``temporal``/``flip_average``/``backend``: see :func:`build_preview_pipeline`.
+    ``speed``/``temporal``/``flip_average``/``backend``/``strength``: see :func:`build_preview_pipeline`.
     ``on_start(pipeline, url)`` is called once the source is open and the outputs are up;
-    ``on_progress`` gets the pipeline's progress snapshots. Unless ``exit_at_end``, the last frame
-    stays on screen after the stream ends until the user quits. Returns the pipeline's stats.
+    ``on_progress`` gets the pipeline's
+    progress snapshots. Unless ``exit_at_end``, the last frame stays on screen after the stream
+    ends until the user quits. Returns the pipeline's stats.
     """
     hub = PreviewHub(snapshot_dir)
     pipe = build_preview_pipeline(
         source, hub, model, weights, device, batch=batch, precision=precision, timeout=timeout,
         reconnect_for=reconnect_for, max_frames=max_frames, speed=speed, temporal=temporal, flip_average=flip_average,
-        backend=backend,
+        backend=backend, strength=strength,
     )  # fmt: skip
     pipe.open()
     outputs = PreviewOutputs(hub, window=window, web=web, token=token)

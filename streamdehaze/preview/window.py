@@ -32,6 +32,9 @@ KEYS: dict[int, Action] = {
     ord("v"): Action.VIEW,
     ord("["): Action.DIVIDER_LEFT,
     ord("]"): Action.DIVIDER_RIGHT,
+    ord("-"): Action.STRENGTH_DOWN,
+    ord("+"): Action.STRENGTH_UP,
+    ord("="): Action.STRENGTH_UP,  # "+" without shift on most layouts
     0x250000: Action.DIVIDER_LEFT,  # Windows / Qt left arrow
     0x270000: Action.DIVIDER_RIGHT,  # Windows / Qt right arrow
     0xFF51: Action.DIVIDER_LEFT,  # X11 keysym Left (GTK)
@@ -39,7 +42,7 @@ KEYS: dict[int, Action] = {
     0x1000012: Action.DIVIDER_LEFT,  # Qt::Key_Left
     0x1000014: Action.DIVIDER_RIGHT,  # Qt::Key_Right
 }
-HELP = "q quit  space pause  s snapshot  d dehaze  t temporal  v view  [ ] divider"
+HELP = "q quit  space pause  s snapshot  d dehaze  t temporal  - + strength  v view  [ ] divider"
 
 
 def key_action(code: int) -> Action | None:
@@ -59,7 +62,11 @@ def overlay_lines(stats: dict[str, Any]) -> list[str]:
         f"latency {_fmt(stats.get('latency_ms'), ' ms', 0)}   dropped {stats.get('dropped', 0)}"
     )
     temporal = on[stats.get("temporal", False)] if stats.get("temporal_available", True) else "n/a"
-    second = f"dehaze {on[stats.get('dehaze', True)]}   temporal {temporal}   view {stats.get('view', 'side')}"
+    strength = f"{stats.get('strength', 1.0):.2f}" if stats.get("strength_available", True) else "n/a"
+    second = (
+        f"dehaze {on[stats.get('dehaze', True)]}   temporal {temporal}   strength {strength}   "
+        f"view {stats.get('view', 'side')}"
+    )
     if stats.get("paused"):
         second += "   PAUSED"
     return [first, second, HELP]

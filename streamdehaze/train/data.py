@@ -65,7 +65,7 @@ def _fit_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
 def to_short_side(x: torch.Tensor, side: float) -> torch.Tensor:
     """Scale ``(1, 3, H, W)`` (uint8 or float) down so its short side is ``side`` → float in [0, 1].
 
-    Antialiased bilinear, as :meth:`GuidedTransfer.downscale` shrinks frames at inference, so the
+    Antialiased bilinear, as :func:`~streamdehaze.ops.transfer_fit.downscale` shrinks frames at inference, so the
     network trains on what it will see there. Images already that small are only converted.
     """
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x

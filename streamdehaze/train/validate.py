@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..nets.dehazer import Dehazer
-from ..pipeline.transfer import GuidedTransfer
+from ..ops.transfer_fit import transfer
 from ..work_size import parse_work_size
 
 
@@ -21,18 +21,20 @@ def validate(
 
     The network runs in eval mode (FastDeconv on its running statistics, as at inference), on
     reflect-padded inputs cropped back (:class:`Dehazer`); ``net``'s train/eval mode is restored afterwards. With a
-    ``work_size`` other than full, it runs through the guided transfer as ``eval --work-size`` does.
+    ``work_size`` other than full, it runs through the guided transfer's stateless path
+    (:func:`~streamdehaze.ops.transfer_fit.transfer`) as ``eval --work-size`` does.
     """
     from ..metrics import psnr, ssim  # imported here: training without validation does not need it
 
     run = Dehazer(net, "training", multiple=4)  # pads, crops back and clamps as at inference
+    work = parse_work_size(work_size, device)
     was_training = net.training
     net.eval()
     p_sum = s_sum = 0.0
     try:
         for hazy, clear in pairs:
-            transfer = GuidedTransfer(parse_work_size(work_size, device))
-            out = transfer.process(run, hazy.to(device)).clamp(0.0, 1.0)
+            x = hazy.to(device)
+            out = transfer(run, x, work.size_for(*x.shape[-2:])).clamp(0.0, 1.0)
             y = clear.to(device)
             p_sum += float(psnr(out, y).clamp(max=100.0).sum())
             s_sum += float(ssim(out, y).sum())
