@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from .api import dehaze_video  # noqa: E402
 from .errors import StreamDehazeError  # noqa: E402
 from .nets.registry import load_model  # noqa: E402

@@ -8,7 +8,7 @@ import torch
 from .nets.dehazer import Dehazer
 from .nets.registry import load_model
 from .ops.color import to_tensor, to_uint8
-from .ops.transfer_fit import DEFAULT_TRANSFER_FIT, check_strength, check_transfer_fit, transfer
+from .ops.transfer_fit import STILLS_TRANSFER_FIT, check_strength, check_transfer_fit, transfer
 from .work_size import WorkSize, parse_work_size
 
 
@@ -18,7 +18,7 @@ def dehaze_image(
     weights: str | None = None,
     device: str | torch.device = "auto",
     work_size: str | float | WorkSize | None = None,
-    transfer_fit: str = DEFAULT_TRANSFER_FIT,
+    transfer_fit: str = STILLS_TRANSFER_FIT,
     strength: float = 1.0,
 ) -> np.ndarray:
     """Dehaze one ``(H, W, 3) uint8`` RGB image; returns the same shape and type.
@@ -27,7 +27,8 @@ def dehaze_image(
     ``work_size``: run the network at a lower resolution and carry its result to full resolution
     by guided transfer: ``"auto"`` (the device's default), a short side (``540``), a scale
     (``0.5``); None or ``"full"``: full resolution. ``transfer_fit``: the shape of that transfer's
-    fit (``"local"`` or ``"wide"``, see :data:`~.ops.transfer_fit.TRANSFER_FITS`). ``strength``:
+    fit (``"wide"``, the stills default, or ``"local"``, video's; see
+    :data:`~.ops.transfer_fit.TRANSFER_FITS`). ``strength``:
     the amount of dehazing in [0, 1] (0 returns the input; see :func:`~.ops.transfer_fit.strengthen`).
     """
     check_transfer_fit(transfer_fit)

@@ -37,7 +37,7 @@ def cache_dir() -> Path:
 
 
 def cache_name(model: str, state_sha256: str, opset: int, half: bool) -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return f"{model}-{state_sha256[:20]}-opset{opset}-{'fp16' if half else 'fp32'}-v{__version__}.onnx"
 

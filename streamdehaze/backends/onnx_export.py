@@ -169,7 +169,7 @@ def export_network(
 def card_metadata(dehazer: nn.Module) -> dict[str, str]:
     """What the model card says about a loaded :class:`~streamdehaze.nets.dehazer.Dehazer`, as ONNX metadata:
     model name, source weight file and its sha256, ngf, the working size the weights were trained for."""
-    from .. import __version__
+    from .._version import __version__
     from ..weights import sha256
     from ..work_size import model_work_side
 

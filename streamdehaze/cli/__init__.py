@@ -12,7 +12,7 @@ import sys
 import click
 from rich.markup import escape
 
-from .. import __version__
+from .._version import __version__
 from ..errors import StreamDehazeError
 from .common import console_err
 

@@ -18,13 +18,13 @@ from ..images import dehaze_image
 from ..io.stills import read_image
 from ..metrics import psnr, ssim
 from ..ops.color import to_tensor
+from ..ops.transfer_fit import STILLS_TRANSFER_FIT
 from ..pairs import find_pairs
-from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..work_size import parse_work_size
 from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
 from .eval_noref import HELP as NO_REFERENCE_HELP
 from .eval_noref import run_no_reference
-from .speed import transfer_fit_option, work_size_option
+from .speed import stills_transfer_fit_option, work_size_option
 
 
 def _match_size(clear: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -48,7 +48,7 @@ def evaluate_set(
     progress,
     baseline: bool,
     work_size=None,
-    transfer_fit: str = DEFAULT_TRANSFER_FIT,
+    transfer_fit: str = STILLS_TRANSFER_FIT,
 ) -> list[dict]:
     rows = []
     task = progress.add_task(f"{pairs[0][0].parent}", total=len(pairs))
@@ -141,7 +141,7 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
     help="Print one JSON object: n, psnr, ssim (and per-set figures); --no-reference: n, e, rbar, sigma, ...",
 )
 @work_size_option(default="model")
-@transfer_fit_option
+@stills_transfer_fit_option
 def command(
     inputs,
     hazy,

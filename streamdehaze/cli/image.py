@@ -11,10 +11,9 @@ from ..backends.select import describe_backend, load_dehazer
 from ..errors import InputError
 from ..images import dehaze_image
 from ..io.stills import expand_inputs, read_image, write_image
-from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..work_size import parse_work_size
 from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
-from .speed import transfer_fit_option, work_size_option
+from .speed import stills_transfer_fit_option, work_size_option
 from .strength import strength_option
 
 
@@ -39,7 +38,7 @@ def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
 @device_option
 @backend_option
 @work_size_option()
-@transfer_fit_option
+@stills_transfer_fit_option
 @strength_option
 def command(
     inputs: tuple[str, ...],
@@ -76,7 +75,7 @@ def command(
             )
             progress.advance(task)
     how = work.describe()
-    how += "" if work.is_full or transfer_fit == DEFAULT_TRANSFER_FIT else f", {transfer_fit} transfer fit"
+    how += "" if work.is_full else f", {transfer_fit} transfer fit"
     how += ", flip average" if flip_average else ""
     how += "" if strength == 1 else f", strength {strength:g}"
     via = f"on {dehazer.device} via {describe_backend(dehazer)}"

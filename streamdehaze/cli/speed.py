@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
+from ..ops.transfer_fit import DEFAULT_TRANSFER_FIT, STILLS_TRANSFER_FIT, TRANSFER_FITS
 from ..pipeline.frame_state import DEFAULT_SCENE_CUT
 from ..pipeline.speed import SpeedSettings, speed_fields
-from ..pipeline.transfer import DEFAULT_TRANSFER_FIT, TRANSFER_FITS
 from ..work_size import parse_work_size
 
 WORK_SIZE_HELP = (
@@ -31,14 +31,22 @@ def work_size_option(default: str = "auto") -> Callable:
     )
 
 
-transfer_fit_option = click.option(
-    "--transfer-fit",
-    type=click.Choice(list(TRANSFER_FITS)),
-    default=DEFAULT_TRANSFER_FIT,
-    show_default=True,
-    help="Shape of the fit that carries the working-size result to full resolution: "
-    + "; ".join(f"{name}: {fit.summary}" for name, fit in TRANSFER_FITS.items())
-    + ".",
+def _transfer_fit_option(default: str, why: str) -> Callable:
+    return click.option(
+        "--transfer-fit",
+        type=click.Choice(list(TRANSFER_FITS)),
+        default=default,
+        show_default=True,
+        help="Shape of the fit that carries the working-size result to full resolution: "
+        + "; ".join(f"{name}: {fit.summary}" for name, fit in TRANSFER_FITS.items())
+        + f". {why}",
+    )
+
+
+# video commands (run, preview, bench) default to the fit that flickers least; stills to the sharper one
+transfer_fit_option = _transfer_fit_option(DEFAULT_TRANSFER_FIT, "Video defaults to local (least flicker).")
+stills_transfer_fit_option = _transfer_fit_option(
+    STILLS_TRANSFER_FIT, "Stills default to wide (sharper; flicker does not matter in one picture)."
 )
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .guard import guard as guard_rails
 from .guided import apply_affine, fit_affine
 
 Tensor = torch.Tensor
@@ -42,7 +43,9 @@ TRANSFER_FITS = {
         "17% more flicker in video)",
     ),
 }
-DEFAULT_TRANSFER_FIT = "local"
+DEFAULT_TRANSFER_FIT = "local"  # video: run, preview, bench
+# Stills (image, eval, dehaze_image): the sharper fit. Its extra flicker does not exist in a single picture.
+STILLS_TRANSFER_FIT = "wide"
 
 
 def check_transfer_fit(name: str) -> str:
@@ -124,12 +127,14 @@ def transfer(
     eps: float = 1e-4,
     strength: float = 1.0,
     shared_gain: bool | None = None,
+    guard: bool = True,
 ) -> Tensor:
     """One batch of unrelated images ``x`` ``(B, 3, H, W)`` in [0, 1] dehazed through the working size ``size``.
 
     ``run_model``: ``(B, 3, h, w)`` → ``(B, 3, h, w)`` in [0, 1]. At full size (``size`` = ``(H, W)``)
     the network's own output, else downscale → network → fit ``(a, b)`` → apply to ``x``
-    (float32 out). ``strength``: see :func:`strengthen`; ``radius``/``shared_gain`` None: ``fit``'s.
+    (float32 out). ``strength``: see :func:`strengthen`; ``radius``/``shared_gain`` None: ``fit``'s;
+    ``guard``: the guard rails of :func:`streamdehaze.ops.guard.guard` after the fit.
     No keyframes, no smoothing: the
     engine's stateful stages add those for streams.
     """
@@ -141,4 +146,6 @@ def transfer(
         r = radius if radius is not None else default_radius(*low.shape[-2:], fit)
         gain = TRANSFER_FITS[fit].shared_gain if shared_gain is None else shared_gain
         a, b = fit_coefficients(low, y, r, eps, gain)
+        if guard:
+            a, b = guard_rails(low, a, b)
         return apply_affine(*strengthen(a, b, strength), x.float())

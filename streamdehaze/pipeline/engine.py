@@ -106,7 +106,9 @@ class Engine:
         self.temporal = temporal if temporal is not None and temporal.on else None  # the settings (read only)
         self.options = (options or EngineOptions()).resolved(self.device)
         t = self.transfer
-        self.core = Core(self.model, self.device, precision, self.options, t.fit, t.radius, t.eps, t.shared_gain, graph)
+        self.core = Core(
+            self.model, self.device, precision, self.options, t.fit, t.radius, t.eps, t.shared_gain, graph, t.guard
+        )
         self.stages = Stages(self.core, t, self.temporal, coeff_hook, check_strength(strength))
         self._controls = ControlQueue()
         self._shape: tuple[int, ...] | None = None  # frame shape of the stream (a new one resets the state)

@@ -7,6 +7,7 @@ frames ``x`` ``(B, 3, H, W)`` float in [0, 1], in stream order, the engine does:
     x ──downscale──► low (B, 3, h, w) ──state pass──► scene-cut flags ──► keyframe plan (host, interval K)
     low[keyframes] ──network──► y_low ──fit(low, y_low)──► (a, b) per keyframe       (stateless core)
     (a, b) per frame: its own keyframe's, or the last keyframe's reused (also across batches)
+    (a, b) ──guard rails (ops/guard.py)──► (a, b)                                       (stateless core)
     ──► coefficient smoothing / a caller's hook, frame by frame, reset at scene cuts
     ──► strength ──► apply: bilinear upsampling of a, b, then a · x + b at full resolution
 
@@ -48,6 +49,8 @@ class GuidedTransfer:
             scattering model gives dehazing; None = ``fit``'s. Alone, with the shipped AECR-Net, it
             added 0.08/0.12 dB on the SOTS dev splits, and more flicker under ``--temporal ema``.
         fit: a :data:`TRANSFER_FITS` name, the preset for ``radius`` and ``shared_gain``.
+        guard: the guard rails of :mod:`streamdehaze.ops.guard` after the fit (no shadow pushed into
+            black, no sky into white, a frame's colour balance moved at most 3 levels).
     """
 
     work_size: WorkSize | str | float | None = FULL
@@ -57,6 +60,7 @@ class GuidedTransfer:
     eps: float = 1e-4
     shared_gain: bool | None = None
     fit: str = DEFAULT_TRANSFER_FIT
+    guard: bool = True
 
     def __post_init__(self) -> None:
         self.work_size = parse_work_size(self.work_size)
