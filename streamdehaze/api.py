@@ -52,21 +52,25 @@ def build_pipeline(
     mode and strength; None: off;
     its state is ``pipeline.temporal`` (``.enabled`` switches it while running).
     """
+    from .io.preflight import check_output, check_source
     from .io.sinks import VideoFileSink, open_sink
     from .io.sources import FileSource, open_source
     from .pipeline.engine import _model_device
 
     speed = speed or SpeedSettings()
-    if isinstance(model, nn.Module):
-        dehazer, dev = model, _model_device(model)  # a ready model runs where it is
-    else:
-        dev = resolve_device(device)
-        dehazer = load_model(model, weights=weights, device=dev, flip_average=flip_average)
+    # the input, the output and the encoder are checked before the model loads (seconds)
+    check_source(os.fspath(src))
+    check_output(os.fspath(dst))
     source = open_source(os.fspath(src), start=start, timeout=timeout)
     audio_from = os.fspath(src) if not source.is_live and Path(os.fspath(src)).is_file() else None
     sink = open_sink(
         os.fspath(dst), codec=codec, crf=crf, preset=preset, audio_from=audio_from, start=start, duration=duration
     )
+    if isinstance(model, nn.Module):
+        dehazer, dev = model, _model_device(model)  # a ready model runs where it is
+    else:
+        dev = resolve_device(device)
+        dehazer = load_model(model, weights=weights, device=dev, flip_average=flip_average)
     # yuv420p planes end to end only where both ends handle them (file → video file)
     if speed.use_device_yuv(dev) and isinstance(source, FileSource) and isinstance(sink, VideoFileSink):
         source.pix_fmt = "yuv420p"

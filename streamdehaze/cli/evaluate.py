@@ -5,22 +5,21 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..choices import DEFAULT_TRANSFER_FIT
 from ..errors import DataError, InputError
-from ..images import dehaze_image
+from ..io.preflight import check_weights
 from ..io.stills import read_image
-from ..metrics import psnr, ssim
-from ..nets.registry import load_model
-from ..ops.color import to_tensor
 from ..pairs import find_pairs
-from ..pipeline.transfer import DEFAULT_TRANSFER_FIT
 from ..work_size import parse_work_size
+
+if TYPE_CHECKING:  # torch and numpy load when the command runs, after its inputs were checked
+    import numpy as np
 from .common import console, device_option, flip_average_option, model_option, weights_option
 from .speed import transfer_fit_option, work_size_option
 
@@ -36,6 +35,9 @@ def _match_size(clear: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndar
 
 
 def _scores(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    from ..metrics import psnr, ssim
+    from ..ops.color import to_tensor
+
     x, y = to_tensor(a[None]), to_tensor(b[None])
     return float(psnr(x, y)[0]), float(ssim(x, y)[0])
 
@@ -48,6 +50,8 @@ def evaluate_set(
     work_size=None,
     transfer_fit: str = DEFAULT_TRANSFER_FIT,
 ) -> list[dict]:
+    from ..images import dehaze_image
+
     rows = []
     task = progress.add_task(f"{pairs[0][0].parent}", total=len(pairs))
     for hazy_path, clear_path in pairs:
@@ -114,6 +118,11 @@ def command(
     if len(hazy) != len(clear):
         raise InputError(f"got {len(hazy)} --hazy folder(s) but {len(clear)} --clear folder(s); give them in pairs")
     sets = [find_pairs(h, c) for h, c in zip(hazy, clear)]
+    check_weights(weights)
+    import torch
+
+    from ..nets.registry import load_model
+
     dehazer = load_model(model, weights=weights, device=device, flip_average=flip_average)
     work = parse_work_size(work_size, dehazer.device, dehazer)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

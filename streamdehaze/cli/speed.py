@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..pipeline.speed import SpeedSettings, speed_fields
-from ..pipeline.transfer import DEFAULT_TRANSFER_FIT, TRANSFER_FITS
+from ..choices import DEFAULT_TRANSFER_FIT, TRANSFER_FITS
+from ..pipeline.speed import SpeedSettings, speed_fields  # torch-free: options are checked before torch loads
 from ..work_size import parse_work_size
 
 WORK_SIZE_HELP = (

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
+from ..choices import DEFAULT_TRANSFER_FIT, check_transfer_fit
 from ..errors import InputError
 from ..work_size import WorkSize, parse_work_size
-from .engine import Engine
-from .transfer import DEFAULT_TRANSFER_FIT, CoeffHook, GuidedTransfer, check_transfer_fit
-from .tuning import EngineOptions
+
+if TYPE_CHECKING:  # the settings and --compare parsing load no torch (the CLI checks options first)
+    import torch
+    from torch import nn
+
+    from .engine import Engine
+    from .transfer import CoeffHook, GuidedTransfer
+    from .tuning import EngineOptions
 
 
 @dataclass
@@ -47,11 +50,15 @@ class SpeedSettings:
         return parse_work_size(self.work_size if self.work_size is not None else "full", device, model)
 
     def engine_options(self) -> EngineOptions:
+        from .tuning import EngineOptions
+
         return EngineOptions(self.channels_last, self.cudnn_benchmark, self.compile, self.cuda_graphs, self.device_yuv)
 
     def transfer(
         self, device: torch.device | str, coeff_hook: CoeffHook | object | None = None, model: object = None
     ) -> GuidedTransfer:
+        from .transfer import GuidedTransfer
+
         work = self.resolved_work_size(device, model)
         return GuidedTransfer(
             work, self.keyframe_interval, self.scene_cut, coeff_hook=coeff_hook, fit=self.transfer_fit
@@ -65,6 +72,10 @@ class SpeedSettings:
         depth: int = 2,
         coeff_hook: CoeffHook | object | None = None,
     ) -> Engine:
+        import torch
+
+        from .engine import Engine
+
         device = torch.device(device)
         transfer = self.transfer(device, coeff_hook, model)
         return Engine(model, device, precision, depth, transfer, self.engine_options())

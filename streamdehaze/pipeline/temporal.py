@@ -35,11 +35,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..choices import DEFAULT_TEMPORAL_MODE as DEFAULT_MODE
+from ..choices import TEMPORAL_MODES as MODES
 from ..errors import InputError
 from ..ops.guided import box_filter, fit_affine, rgb_to_gray
 
-MODES = ("off", "ema", "flow", "pixel")
-DEFAULT_MODE = "ema"
 THUMB = 16  # side of the thumbnail the scene-cut test compares
 
 
