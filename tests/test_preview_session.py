@@ -131,7 +131,7 @@ def test_toggle_model_switches_dehazing_off_and_on():
 
 def get_json(url: str, path: str) -> dict:
     base, _, query = url.partition("?")
-    with urllib.request.urlopen(f"{base.rstrip('/')}{path}{'?' + query if query else ''}", timeout=5) as r:
+    with urllib.request.urlopen(f"{base.rstrip('/')}{path}{'?' + query if query else ''}", timeout=60) as r:
         return json.loads(r.read())
 
 
@@ -402,8 +402,11 @@ def test_ctrl_c_while_a_file_is_paused_stops_at_once(tmp_path):
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/control", b'{"action": "pause"}', {"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=5) as r:
+        with urllib.request.urlopen(request, timeout=60) as r:
             assert json.loads(r.read()) == {"paused": True}
+        deadline = time.monotonic() + 300  # until the pipeline runs (its figures are in /stats): Ctrl-C mid-run
+        while "read" not in get_json(f"http://127.0.0.1:{port}/", "/stats") and time.monotonic() < deadline:
+            time.sleep(0.05)
         child.send_signal(signal.SIGINT)
         # a reader stuck in the pause would outlast the pipeline's join timeout: then the run fails
         # ("threads did not stop", exit 1), it does not exit 130 (the bound below only ends a hang)
