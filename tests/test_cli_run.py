@@ -33,6 +33,12 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default action, as at a terminal. A test run started in the background
+    (``pytest &``, CI) ignores SIGINT, and children inherit that: Python then installs no handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def files_in(folder: Path) -> set[str]:
     """Every entry, hidden temporaries included."""
     return {p.name for p in folder.iterdir()}
@@ -172,6 +178,7 @@ def test_sigint_writes_a_playable_file_with_every_frame_counted(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     printed, m = [], None
     for line in proc.stdout:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InputError, StreamDehazeError
+from ..errors import EncodeError, InputError, StreamDehazeError
 from .preflight import IMAGE_EXTENSIONS
 
 if TYPE_CHECKING:  # cv2 and numpy load on first use: expand_inputs runs before them (fast errors)
@@ -65,5 +65,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     if not ok:
         raise InputError(f"{path}: cannot encode an image with this extension")
     tmp = path.with_name(f".{path.name}.part")
-    buf.tofile(str(tmp))
-    os.replace(tmp, path)
+    try:
+        buf.tofile(str(tmp))
+        os.replace(tmp, path)
+    except OSError as err:  # a full disk, a folder that went away: one line, no partial file
+        tmp.unlink(missing_ok=True)
+        raise EncodeError(f"cannot write {path}: {err.strerror or err}") from None
