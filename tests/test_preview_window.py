@@ -235,8 +235,9 @@ def xvfb():
     """A virtual screen ``:N`` (1024x768x24) for one test."""
     if not (shutil.which("Xvfb") and shutil.which("xdotool")):
         pytest.skip("needs Xvfb and xdotool (Debian packages xvfb, xdotool)")
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", "1", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen(  # -noreset: else the server resets whenever its last client (an xdotool probe)
+        # disconnects, and a window opening during the reset fails ("could not load the Qt platform plugin")
+        ["Xvfb", "-displayfd", "1", "-screen", "0", "1024x768x24", "-nolisten", "tcp", "-noreset"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
