@@ -74,19 +74,16 @@ def build_pipeline(
     """
     from .backends.select import load_dehazer
     from .io.base import Source
+    from .io.preflight import check_output, check_source
     from .io.sinks import VideoFileSink, open_sink
     from .io.sources import FileSource, open_source
     from .pipeline.engine import _model_device
 
     speed = speed or SpeedSettings()
-    engine = model if isinstance(model, Engine) else None  # reused as it is (batch segments)
-    if engine is not None:
-        dehazer, dev = engine.model, engine.device
-    elif isinstance(model, nn.Module):
-        dehazer, dev = model, _model_device(model)  # a ready model runs where it is
-    else:
-        dev = resolve_device(device)
-        dehazer = load_dehazer(model, weights, dev, backend, precision, flip_average)
+    # the input, the output and the encoder are checked before the model loads (seconds)
+    if not isinstance(src, Source):
+        check_source(os.fspath(src))
+    check_output(os.fspath(dst))
     source = (
         src
         if isinstance(src, Source)
@@ -104,6 +101,14 @@ def build_pipeline(
         duration=duration,
         tracks=tracks,
     )
+    engine = model if isinstance(model, Engine) else None  # reused as it is (batch segments)
+    if engine is not None:
+        dehazer, dev = engine.model, engine.device
+    elif isinstance(model, nn.Module):
+        dehazer, dev = model, _model_device(model)  # a ready model runs where it is
+    else:
+        dev = resolve_device(device)
+        dehazer = load_dehazer(model, weights, dev, backend, precision, flip_average)
     # yuv420p planes end to end only where both ends handle them (file → video file)
     if speed.use_device_yuv(dev) and isinstance(source, FileSource) and isinstance(sink, VideoFileSink):
         source.pix_fmt = "yuv420p"

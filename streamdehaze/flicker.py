@@ -29,14 +29,11 @@ import cv2
 import numpy as np
 import torch
 
+from .choices import FLOW_PRESETS
 from .errors import InputError
 from .ops.guided import apply_affine
 
-PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
+PRESETS = {name: getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{name.upper()}") for name in FLOW_PRESETS}
 
 
 @dataclass

@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # torch is not imported here: --work-size is checked before torch loads
+    import torch
 
 # Default working sizes: the short side AECR-Net runs at, per device type. On CPU 360 keeps
 # AECR-Net at seconds per 720p frame instead of half a minute; on a GPU frames up to 1080p run at
@@ -79,7 +81,7 @@ def default_work_size(device: torch.device | str, model: object = None) -> WorkS
     side = model_work_side(model)
     if side:
         return WorkSize("short", side, default="model")
-    kind = torch.device(device).type
+    kind = device.type if hasattr(device, "type") else str(device).split(":")[0]
     return WorkSize("short", DEFAULT_SHORT_SIDE.get(kind, DEFAULT_SHORT_SIDE["cuda"]), default="device")
 
 

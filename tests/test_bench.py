@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from media import make_clip
 
+from streamdehaze.bench import measure
 from streamdehaze.cli import main
+from streamdehaze.nets.dehazer import Dehazer
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("model_fps", "engine_fps", "decode_fps", "encode_fps", "end_to_end_fps")
@@ -28,7 +33,7 @@ def test_bench_json_has_every_figure_machine_and_settings():
     for key in FIGURES:
         assert r[key] > 0, key
     assert r["end_to_end_over_model"] == pytest.approx(r["end_to_end_fps"] / r["model_fps"])
-    slowest = min(r["decode_fps"], r["model_fps"], r["encode_fps"])
+    slowest = min(r["decode_fps"], r["engine_fps"], r["encode_fps"])  # the engine is the inference stage alone
     assert r["end_to_end_over_slowest"] == pytest.approx(r["end_to_end_fps"] / slowest)
     for key in ("device_name", "torch_version", "cuda_version", "av_version"):
         assert key in r
@@ -36,9 +41,9 @@ def test_bench_json_has_every_figure_machine_and_settings():
     assert (s["model"], s["resolution"], s["batch"], s["precision"], s["frames"], s["warmup"]) == (
         "dcp", "64x48", 2, "fp32", 6, 2
     )  # fmt: skip
-    # the end-to-end run went through all three stages with warm-up + timed frames
+    # the timed end-to-end run (after a warm-up run) went through all three stages
     assert set(r["stages"]) == {"decode", "inference", "encode"}
-    assert all(st["frames"] == 8 for st in r["stages"].values())
+    assert all(st["frames"] == 6 for st in r["stages"].values())
 
 
 def test_bench_random_weights_aecrnet_and_input_file(tmp_path):
@@ -46,7 +51,7 @@ def test_bench_random_weights_aecrnet_and_input_file(tmp_path):
     r = bench("--random-weights", "--ngf", "4", "--input", str(clip), "--frames", "4", "--warmup", "1")
     assert r["settings"]["resolution"] == "48x32" and r["settings"]["random_weights"] is True
     assert r["settings"]["model"] == "aecrnet" and r["end_to_end_fps"] > 0
-    assert r["stages"]["encode"]["frames"] == 5
+    assert r["stages"]["encode"]["frames"] == 4
 
 
 def test_bench_flip_average_runs_the_network_twice_per_frame():
@@ -65,6 +70,52 @@ def test_bench_human_output_names_the_machine_and_every_result():
     assert result.exit_code == 0, result.output
     for text in ("device_name", "torch_version", "cuda_version", "model only", "end to end", "encode only", "32x24"):
         assert text in result.stdout, text
+
+
+class Sleepy(torch.nn.Module):
+    """A network with a known least cost: each call sleeps ``delay`` seconds (then returns its input)."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+
+    def forward(self, x):
+        time.sleep(self.delay)
+        return x
+
+
+def test_end_to_end_never_exceeds_the_slowest_stage_of_its_own_run(monkeypatch):
+    delay, batch = 0.05, 2  # no figure that runs the network can beat batch / delay = 40 fps
+    monkeypatch.setattr(measure, "build_model", lambda s, device: Dehazer(Sleepy(delay), "sleepy"))
+    s = measure.BenchSettings(model="dcp", width=64, height=48, frames=8, warmup=2, batch=batch, work_size="full")
+    r = measure.run_bench(s)
+    stages = r["stages"]
+    assert set(stages) == {"decode", "inference", "encode"}
+    assert all(st["frames"] == 8 for st in stages.values())  # the timed run's frames, warm-up excluded
+    for key in ("model_fps", "engine_fps", "end_to_end_fps"):
+        assert r[key] <= batch / delay, key  # sleep never returns early: a bound no load can break
+    assert stages["inference"]["capacity_fps"] <= batch / delay
+    # the check is computed from that run's own stages, and holds by construction
+    slowest = min(stages.values(), key=lambda st: st["capacity_fps"])
+    assert r["slowest_stage"] == slowest["name"]
+    assert r["slowest_stage_fps"] == pytest.approx(slowest["capacity_fps"], abs=1e-3)
+    assert r["end_to_end_over_slowest_stage"] == pytest.approx(r["end_to_end_fps"] / r["slowest_stage_fps"])
+    assert r["end_to_end_over_slowest_stage"] <= 1.0
+
+
+def test_bench_states_the_work_each_figure_measures():
+    """Working size, transfer and smoothing are named for the figures that run the network, and the
+    weights row names the file timed (the shipped one when --weights is not given)."""
+    args = ["-r", "64x48", "--frames", "2", "--warmup", "0", "--batch", "2", "--work-size", "1/2"]
+    r = bench(*args, "--temporal", "ema", "--measure", "model,end_to_end")
+    network = r["work"]["network"]
+    assert "32x24" in network and "ema" in network and "batch 2" in network, network
+    assert r["weights"].endswith("aecrnet.pt") and (REPO / "models" / "aecrnet.pt").samefile(r["weights"])
+    assert "64x48" in r["work"]["model"] and "float" in r["work"]["model"]
+    result = CliRunner().invoke(main, ["bench", *args, "--measure", "model"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"weights\s+│\s+\S*aecrnet\.pt", result.stdout), result.stdout
+    assert "32x24" in result.stdout
 
 
 @pytest.mark.parametrize(

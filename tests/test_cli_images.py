@@ -99,7 +99,26 @@ def test_errors_are_one_clear_line(tmp_path, args, message):
     assert result.exit_code != 0
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
-    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    assert not (tmp_path / "o").exists()  # no output folder, not even an empty one
+
+
+def test_image_makes_no_folder_when_no_image_could_be_written_and_keeps_what_was(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    write_image(tmp_path / "a_ok.png", np.full((8, 8, 3), 90, np.uint8))
+    out = tmp_path / "new" / "deeper"
+    result = CliRunner().invoke(main, ["image", str(tmp_path / "bad.png"), "-o", str(out), "-m", "dcp"])
+    assert result.exit_code != 0 and "not an image or corrupt" in result.output
+    assert not (tmp_path / "new").exists()  # neither folder it would have made is left behind
+    # a later failure keeps the images already written (complete files) and says which input failed
+    result = CliRunner().invoke(
+        main, ["image", str(tmp_path / "a_ok.png"), str(tmp_path / "bad.png"), "-o", str(out), "-m", "dcp"]
+    )
+    assert result.exit_code != 0 and "bad.png" in result.output
+    assert files(out) == ["a_ok.png"]
+
+
+def files(folder):
+    return sorted(p.name for p in folder.iterdir())
 
 
 def test_models_lists_registry():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import av
@@ -29,6 +31,12 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default action, as at a terminal. A test run started in the background
+    (``pytest &``, CI) ignores SIGINT, and children inherit that: Python then installs no handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def files_in(folder: Path) -> set[str]:
@@ -165,18 +173,28 @@ def test_sigint_writes_a_playable_file_with_every_frame_counted(tmp_path):
     weights = tmp_path / "w.pt"
     save_weights(weights, AECRNet(ngf=8), "aecrnet")  # slow enough for the signal to land mid-run
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen(
-        CLI + ["run", str(clip), "-o", str(out), "--weights", str(weights), "--batch", "2"],
+    proc = subprocess.Popen(  # --web: its /stats says when frames were written (no clock, whatever the load)
+        CLI + ["run", str(clip), "-o", str(out), "--weights", str(weights), "--batch", "2", "--web", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
-    deadline = time.monotonic() + 120
-    while not (tmp_path / ".out.mp4.part").exists() and proc.poll() is None and time.monotonic() < deadline:
+    printed, m = [], None
+    for line in proc.stdout:
+        printed.append(line)
+        if m := re.search(r"http://127\.0\.0\.1:(\d+)/", line):
+            break
+    assert m, "".join(printed) + proc.stderr.read()
+    deadline = time.monotonic() + 600  # a bound on a hang
+    while proc.poll() is None and time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{m[1]}/stats", timeout=60) as r:
+            if json.loads(r.read()).get("written", 0) >= 5:  # mid-run: some frames are written
+                break
         time.sleep(0.05)
-    time.sleep(1.0)  # let some frames through
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=600)
+    stdout = "".join(printed) + stdout
     assert proc.returncode == 130, stdout + stderr
     assert "interrupted:" in stdout, stdout
     n = wrote(stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.request
@@ -71,17 +72,23 @@ def test_realtime_source_plays_a_file_at_its_frame_rate():
     frames = list(src)
     elapsed = time.monotonic() - t0
     assert [f.index for f in frames] == list(range(11))
-    assert 0.45 <= elapsed < 0.8  # 10 intervals of 50 ms
+    assert elapsed >= 0.45  # 10 intervals of 50 ms: paced (a lower bound: a busy machine only adds to it)
     f = frames[3]
-    assert f.meta["original"] is f.image and abs(f.meta["t_read"] - (t0 + 0.15)) < 0.1
+    assert f.meta["original"] is f.image and f.meta["t_read"] >= t0 + 0.15 - 0.01  # not before it was due
+    assert [g.meta["t_read"] for g in frames] == sorted(g.meta["t_read"] for g in frames)
 
 
-def test_live_sources_and_recordings_are_not_paced():
+def test_live_sources_and_recordings_are_not_paced(monkeypatch):
+    waits = []
+    monkeypatch.setattr(PreviewSource, "_pace", lambda self, frame: waits.append(frame.index))
     for src in (PreviewSource(FakeSource(50, 5, live=True)), PreviewSource(FakeSource(50, 5), realtime=False)):
         src.open()
-        t0 = time.monotonic()
-        assert len(list(src)) == 50 and time.monotonic() - t0 < 0.5
+        assert len(list(src)) == 50 and not src.paced
+    assert waits == []  # never held back to a clock (a paced file would have waited 10 s)
     assert not PreviewSource(FakeSource(), realtime=False).is_live
+    src = PreviewSource(FakeSource(3, 5))  # the preview's file: paced
+    src.open()
+    assert len(list(src)) == 3 and waits == [0, 1, 2]
 
 
 def test_paused_file_resumes_where_it_stopped_and_quit_ends_it():
@@ -132,7 +139,7 @@ def test_preview_controls_reach_the_engine_only_between_batches():
 
 def get_json(url: str, path: str) -> dict:
     base, _, query = url.partition("?")
-    with urllib.request.urlopen(f"{base.rstrip('/')}{path}{'?' + query if query else ''}", timeout=5) as r:
+    with urllib.request.urlopen(f"{base.rstrip('/')}{path}{'?' + query if query else ''}", timeout=60) as r:
         return json.loads(r.read())
 
 
@@ -154,7 +161,7 @@ def test_preview_plays_a_file_in_real_time_and_serves_stats(tmp_path):
     )  # fmt: skip
     elapsed = time.monotonic() - t0
     assert stats.status == "done" and stats.frames_written == 20 and stats.dropped == 0
-    assert 0.7 < elapsed < 5  # 20 frames at 25 fps: paced, not as fast as possible
+    assert elapsed > 0.7  # 20 frames at 25 fps: paced, not as fast as possible
     s = seen["stats"]
     assert s["frames"] >= 10 and s["fps"] > 5 and s["model_fps"] > 0 and s["dropped"] == 0
     assert s["latency_ms"] is not None and s["temporal_available"] is False  # smoothing is off
@@ -255,9 +262,8 @@ def test_recording_with_a_preview_keeps_every_frame_and_the_output(tmp_path):
     hub.apply("pause")  # pausing or switching the preview changes neither the speed nor the recording
     hub.apply("pause")
     hub.apply("dehaze")
-    t0 = time.monotonic()
     stats = pipe.run()
-    assert stats.frames_written == 12 and time.monotonic() - t0 < 10
+    assert stats.frames_written == 12
     assert hub.frames == 12 and hub.finished.is_set()
     original, dehazed, index = hub.latest()
     assert index == 11 and (dehazed == original).all()  # shown without dehazing, as asked
@@ -282,61 +288,73 @@ def test_quitting_the_preview_ends_a_recording_cleanly(tmp_path):
     assert len(read_video(tmp_path / "rec.mkv")) == stats.frames_written
 
 
-def _live_recording(client: str | None) -> tuple[float, int, int]:
-    """``(fps, dropped, JPEGs encoded)`` of 2 s of a 30 fps live recording with a web preview attached.
+class LockstepLive(Source):
+    """A live source of ``n`` noise frames (each JPEG of the preview is larger than the socket buffers)
+    that reads frame i only once frame i - 1 was published to ``hub``, and frame 1 only once ``web``
+    encoded a picture for its client. So no frame is ever dropped for the source's sake, and every
+    frame after the first goes through the pipeline while that client is stuck in its first write.
+    A pipeline that waited on the client would stop publishing: the read gives up after ``patience``
+    seconds (the recording then fails), a bound on a hang, not a measure of speed."""
 
-    ``client``: None (nobody watches), "reading" (a page that keeps up) or "stalled" (connects to
-    the stream and never reads).
-    """
-    import http.client
-    import socket
+    is_live = True
 
-    from streamdehaze.preview.session import PreviewOutputs
+    def __init__(self, n, hub, web, size=(480, 640), patience=120.0):
+        super().__init__()
+        self.n, self.hub, self.web, self.size, self.patience = n, hub, web, size, patience
+        self.i, self.spec = 0, "lockstep"
+        self.rng = np.random.default_rng(0)
 
-    hub, writes = PreviewHub(), []
-    pipe = build_pipeline(
-        LIVE, "null", Invert(), batch=1, max_frames=60, on_write=lambda f: writes.append(time.monotonic())
-    )
-    attach_preview(pipe, hub)
-    outputs = PreviewOutputs(hub, web="127.0.0.1:0")
-    outputs.start()  # before the source opens: a live source read late delivers a burst (dropped frames)
-    port, stop, conns = outputs.web.port, threading.Event(), []
-    try:
-        if client == "stalled":
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.connect(("127.0.0.1", port))
-            s.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-            conns.append(s)
-        elif client == "reading":
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", "/stream.mjpg")
-            resp = conn.getresponse()
-            threading.Thread(target=lambda: [resp.read(65536) for _ in iter(stop.is_set, True)], daemon=True).start()
-            conns.append(conn)
-        deadline = time.monotonic() + 5
-        while client and outputs.web.clients < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        stats = pipe.run()
-        return (len(writes) - 1) / (writes[-1] - writes[0]), stats.dropped, outputs.web.encoded
-    finally:
-        stop.set()
-        outputs.close()
-        for c in conns:
-            c.close()
+    def _open(self):
+        h, w = self.size
+        return StreamInfo(w, h, Fraction(1, 1000), frame_rate=Fraction(30), is_live=True)
+
+    def _ready(self):
+        return self.hub.frames >= self.i and self.web.encoded >= 1
+
+    def _read(self):
+        if self.i >= self.n:
+            return None
+        deadline = time.monotonic() + self.patience
+        while self.i and not self._ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"frame {self.i - 1} was never published: the pipeline waits on the client")
+            time.sleep(0.005)
+        image = self.rng.integers(0, 256, (*self.size, 3), dtype=np.uint8)
+        self.i += 1
+        return Frame(image, round((self.i - 1) * 1000 / 30), Fraction(1, 1000), self.i - 1)
+
+    def _release(self):
+        pass
 
 
-LIVE = "lavfi:testsrc2=size=320x240:rate=30"
+def test_a_client_that_never_reads_does_not_slow_a_live_recording(tmp_path):
+    """The pipeline never waits on a preview client: with one stuck in a write for the whole recording
+    (and allowed to stay so for an hour), every frame is recorded and published, and the client is
+    simply skipped. Counted, not timed: the load on the machine cannot change the outcome."""
+    from streamdehaze.io.sinks import open_sink
+    from streamdehaze.pipeline.runner import Pipeline
+    from streamdehaze.preview.web import WebPreview
 
-
-def test_a_client_that_never_reads_does_not_slow_a_live_recording():
-    Engine(Invert(), "cpu").process(np.zeros((1, 240, 320, 3), np.uint8))  # warm up torch's CPU kernels
-    base_fps, base_dropped, base_encoded = _live_recording(None)
-    fps, dropped, encoded = _live_recording("stalled")
-    assert base_encoded == 0  # nobody watched: no JPEG at all
-    assert 27 < base_fps < 33 and fps >= 0.9 * base_fps  # the source's 30 fps either way
-    assert dropped <= base_dropped + 2
-    assert encoded < 30  # the stalled client stopped the encoding once its socket was full
+    n, hub = 24, PreviewHub()
+    with WebPreview(hub, port=0, write_timeout=3600.0) as web:
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", web.port))
+        stalled.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n\r\n".encode())
+        out = tmp_path / "rec.mkv"
+        sink = open_sink(str(out), preset="ultrafast")
+        pipe = Pipeline(LockstepLive(n, hub, web), Engine(Invert(), "cpu"), sink, batch=1)
+        attach_preview(pipe, hub)
+        try:
+            stats = pipe.run()
+            clients, encoded = web.clients, web.encoded
+        finally:
+            stalled.close()
+    assert stats.status == "done" and stats.frames_written == n and stats.dropped == 0
+    assert hub.frames == n and len(read_video(out)) == n  # every frame shown and recorded
+    assert clients == 1  # the stuck client was still connected: nothing had to drop it for the run to go on
+    assert 1 <= encoded <= 2  # it was handed a picture (the source saw to that) and then skipped:
+    # its first write never completed, so no further picture was encoded for it
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -408,6 +426,7 @@ def test_ctrl_c_while_a_file_is_paused_stops_at_once(tmp_path):
     child = subprocess.Popen(
         [*cmd, "--model", "dcp", "--web", "127.0.0.1:0", "--temporal", "off"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal, even under `pytest &`
     )  # fmt: skip
     try:
         for line in child.stdout:
@@ -417,13 +436,17 @@ def test_ctrl_c_while_a_file_is_paused_stops_at_once(tmp_path):
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/control", b'{"action": "pause"}', {"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=5) as r:
+        with urllib.request.urlopen(request, timeout=60) as r:
             assert json.loads(r.read()) == {"paused": True}
-        time.sleep(0.5)
-        t0 = time.monotonic()
+        deadline = time.monotonic() + 300  # until the pipeline runs (its figures are in /stats): Ctrl-C mid-run
+        while "read" not in get_json(f"http://127.0.0.1:{port}/", "/stats") and time.monotonic() < deadline:
+            time.sleep(0.05)
         child.send_signal(signal.SIGINT)
-        assert child.wait(15) == 130
-        assert time.monotonic() - t0 < 5  # not the pipeline's 10 s join timeout for a stuck reader
+        # a reader stuck in the pause would outlast the pipeline's join timeout: then the run fails
+        # ("threads did not stop", exit 1), it does not exit 130 (the bound below only ends a hang)
+        assert child.wait(300) == 130
+        output = child.stdout.read()
+        assert "did not stop" not in output and "still busy" not in output, output
     finally:
         if child.poll() is None:
             child.kill()

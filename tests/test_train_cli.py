@@ -35,6 +35,8 @@ def no_vgg(tmp_path, monkeypatch):
 def test_help_lists_fit_and_export():
     res = run("--help")
     assert res.exit_code == 0 and "fit" in res.output and "export" in res.output and "default" in res.output
+    for opt in ("--data", "--steps", "--lr", "--resume", "--config"):  # `train --help` shows what `train` takes
+        assert opt in res.output, opt
     res = run("fit", "--help")
     assert res.exit_code == 0
     for opt in ("--data", "--config", "--resume", "--cr-encoder", "--vgg-weights", "--clip-grad", "--val"):
@@ -128,8 +130,9 @@ def test_export_writes_weights_and_card(tmp_path, pairs):
     assert res.exit_code == 0, res.output
     card = (tmp_path / "models" / "tiny.md").read_text()
     assert f"sha256: {sha256(target)}" in card and read_card(target)["sha256"] == sha256(target)
-    for text in ("ngf 4", str(pairs), "2 of 2", "hardware", "wall time", "CR encoder", "L1 only", "21.5", "PSNR"):
+    for text in ("ngf 4", "`../pairs`", "2 of 2", "hardware", "wall time", "CR encoder", "L1 only", "21.5", "PSNR"):
         assert text in card, text
+    assert str(tmp_path) not in card  # paths relative to the card's folder (no repository here)
     wf = read_weights(target)
     assert wf.ngf == 4 and wf.meta["steps"] == 2 and wf.meta["metrics"]["sots_indoor_psnr"] == 21.5
     # the exported file is the checkpoint's network
@@ -196,3 +199,17 @@ def test_export_averages_checkpoints(tmp_path, pairs):
     wide = tmp_path / "wide"
     assert run("--data", pairs, "--out", wide, "-q", *TINY, "--steps", 1, "--ngf", 8).exit_code == 0
     assert "not the same network" in _error(run("export", out, "--average", wide / "last.pt", "--output", target))
+
+
+def test_card_paths_are_relative_to_the_repository(tmp_path):
+    from streamdehaze.train.export import _data_text, relative_path, repository_root
+
+    repo = tmp_path / "work" / "main"
+    (repo / "models").mkdir(parents=True)
+    (repo / ".git").write_text("gitdir: elsewhere\n")  # a worktree's .git is a file
+    assert repository_root(repo / "models" / "x.pt") == repo and repository_root(tmp_path / "x.pt") is None
+    data = tmp_path / "work" / "shared" / "data"
+    specs = [f"{data}/sots-indoor/train@6", f"synth:{data}/clear", "relative/given@2"]
+    assert _data_text(specs[:2], repo) == "in `../shared/data`: `sots-indoor/train@6`; `synth:clear`"
+    assert "`relative/given@2`" in _data_text(specs, repo) and str(tmp_path) not in _data_text(specs, repo)
+    assert relative_path(f"{data}/sots-indoor/dev", repo) == "../shared/data/sots-indoor/dev"

@@ -2,18 +2,23 @@
 
 Four figures from one run, each counting ``frames`` frames after ``warmup`` frames:
 
-* ``model_fps``: the model alone on a device-resident ``(B, 3, H, W)`` float batch (CUDA events on GPU);
+* ``model_fps``: the model on a device-resident ``(B, 3, H, W)`` float batch (CUDA events on GPU):
+  the network at the working size behind the guided transfer to full resolution, with the
+  temporal smoothing, as in the pipeline; no host transfers, no uint8 conversion;
 * ``decode_fps``: the file source alone (demux, decode, RGB frames), the pipeline's decode stage;
 * ``encode_fps``: the sink alone (RGB frames → H.264 file, including the final flush);
 * ``end_to_end_fps``: the real :class:`~.runner.Pipeline`, file → model → encoded file.
 
 Plus ``engine_fps``: host uint8 frames through the :class:`~.engine.Engine` (transfers and colour
-conversion included). The input clip is generated (a textured, hazy scene panning slowly, H.264)
-unless a file is given.
+conversion included): the pipeline's inference stage alone. ``work`` says, per figure, what was
+timed (sizes, transfer, smoothing). Each stage alone runs in a worker thread, as in the pipeline
+(see :mod:`.timing`). ``stages`` are the end-to-end run's own per-stage figures (frames per busy
+second); ``end_to_end_over_slowest_stage`` compares with the slowest of them and is at most 1 by
+construction. The input clip is generated (a textured, hazy scene panning slowly, H.264) unless a
+file is given.
 
 Speed settings (:class:`~.speed.SpeedSettings`: working size, keyframe interval, GPU tuning) apply to
-the model, engine and end-to-end figures; "model" then means the network behind the guided transfer
-on a device-resident batch. ``compare`` adds variants (``key=value,...`` overrides of the settings)
+the model, engine and end-to-end figures. ``compare`` adds variants (``key=value,...`` overrides of the settings)
 measured in the same rounds, interleaved, so their ratios to the base settings (``variants`` in the
 result, ``*_speedup``, and per round ``*_speedup_rounds``) are fair on a shared machine.
 ``measure`` picks which figures to take. The timed loops are in :mod:`.timing`.
@@ -37,14 +42,13 @@ import numpy as np
 import torch
 
 from ..backends.select import describe_backend
+from ..choices import MEASUREMENTS
 from ..devices import device_name, resolve_device
 from ..frames import StreamInfo
 from ..nets.dehazer import Dehazer
 from ..pipeline.engine import Engine
 from ..pipeline.speed import SpeedSettings, parse_overrides
 from .timing import precision_error, time_decode, time_encode, time_end_to_end, time_engine, time_model
-
-MEASUREMENTS = ("decode", "model", "engine", "encode", "end_to_end")
 
 
 @dataclass
@@ -169,6 +173,33 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def weights_text(model: Dehazer, s: BenchSettings) -> str:
+    """The weights actually timed: a file (the shipped one when none was given), random, or none."""
+    if s.random_weights:
+        return f"random (ngf {s.ngf})"
+    path = (getattr(model, "info", None) or {}).get("weights")
+    return str(path) if path else "none needed"
+
+
+def work_texts(s: BenchSettings, device: torch.device, model: Dehazer, info: StreamInfo, yuv: bool) -> dict[str, str]:
+    """What each figure times, in words; ``network``: the dehazing work shared by the model, engine and
+    end-to-end figures (network size, transfer, keyframes, smoothing, batch, precision, tuning)."""
+    from ..pipeline.temporal_engine import TemporalSettings
+
+    size = f"{info.width}x{info.height}"
+    frames = "yuv420p planes" if yuv else "RGB frames"
+    network = s.describe(device, info.height, info.width, model=model)  # working size, fit, keyframes, tuning
+    temporal = TemporalSettings(s.temporal, s.temporal_strength).describe()
+    return {
+        "network": f"{getattr(model, 'name', 'model')}, {network}; {temporal}; batch {s.batch}, {s.precision}",
+        "decode": f"{size} file → {frames} (the pipeline's source)",
+        "model": f"the dehazing below on {size} float frames already on {device} (no uint8, no copies)",
+        "engine": f"the same from {size} uint8 {frames} on the host and back (the pipeline's inference stage)",
+        "encode": f"{size} {frames} → {s.codec} {s.preset} crf {s.crf} file, flush included",
+        "end_to_end": "file → decode → engine → encode → file, three threads",
+    }
+
+
 def _peak_figures(model, s: BenchSettings, device: torch.device, info: StreamInfo, fig: dict) -> dict:
     """Network FLOPs per frame at the working size and the share of the matmul peak they reach."""
     from .flops import matmul_peak_tflops, network_flops
@@ -271,9 +302,14 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
             res[f"{k}_speedup_rounds"] = per_round
             res[f"{k}_speedup_median_of_rounds"] = _median(per_round)
     med = {k: _median(runs["base"][k]) for k in MEASUREMENTS}
-    singles = [med[k] for k in ("decode", "model", "encode") if med[k]]
+    # the pipeline's inference stage alone is the engine (the model figure when it was not taken)
+    singles = [med[k] for k in ("decode", "engine" if med["engine"] else "model", "encode") if med[k]]
     slowest = min(singles) if len(singles) == 3 else None
     stats = extra["base"].get("stats")
+    stages = stats.as_dict()["stages"] if stats else {}
+    # the end-to-end run's own stages: same frames, same run, so end to end <= the slowest of them
+    slowest_stage = min(stats.stages.values(), key=lambda st: st.capacity_fps) if stats else None
+    e2e_runs = runs["base"]["end_to_end"]
     settings = asdict(s) | {"width": info.width, "height": info.height, "resolution": f"{info.width}x{info.height}"}
     return {
         "model_fps": med["model"],
@@ -283,13 +319,19 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
         "end_to_end_fps": med["end_to_end"],
         "end_to_end_over_slowest": _ratio(med["end_to_end"], slowest),
         "end_to_end_over_model": _ratio(med["end_to_end"], med["model"]),
+        "slowest_stage": slowest_stage.name if slowest_stage else None,
+        "slowest_stage_fps": slowest_stage.capacity_fps if slowest_stage else None,
+        # the last round's end-to-end figure against that round's own stages
+        "end_to_end_over_slowest_stage": _ratio(e2e_runs[-1], slowest_stage.capacity_fps) if slowest_stage else None,
+        "work": work_texts(s, device, base_model, info, yuv),
+        "weights": weights_text(base_model, s),
         "work_size": base["work_size"],
         "backend": base["backend"],
         "keyframes": base["keyframes"],
         "precision_error": accuracy,
         "variants": results,
         "rounds": runs["base"],
-        "stages": stats.as_dict()["stages"] if stats else {},
+        "stages": stages,
         **{
             k: base[k]
             for k in ("network_gflops_per_call", "model_tflops", "matmul_peak_tflops", "peak_fraction")

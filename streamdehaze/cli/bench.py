@@ -8,8 +8,9 @@ import re
 import click
 from rich.table import Table
 
-from ..bench.measure import MEASUREMENTS, BenchSettings, run_bench
+from ..choices import MEASUREMENTS
 from ..errors import InputError
+from ..io.preflight import check_source, check_weights
 from ..pipeline.speed import OVERRIDE_KEYS, parse_overrides
 from .common import (
     backend_option,
@@ -39,20 +40,42 @@ def parse_resolution(value: str) -> tuple[int, int]:
 
 
 def results_table(r: dict) -> Table:
+    """One row per figure with what it timed (sizes, transfer, smoothing: ``r['work']``)."""
     table = Table(title="throughput (frames per second)", title_justify="left", show_edge=False)
     table.add_column("measurement")
     table.add_column("fps", justify="right")
-    table.add_column("what is timed")
+    table.add_column("what is timed", overflow="fold")
     rows = [
-        ("decode only", r["decode_fps"], "file → RGB frames (the pipeline's source)"),
-        ("model only", r["model_fps"], "model on a device-resident float batch"),
-        ("engine", r["engine_fps"], "uint8 frames → device → model → uint8 frames"),
-        ("encode only", r["encode_fps"], f"RGB frames → {r['settings']['codec']} file, flush included"),
-        ("end to end", r["end_to_end_fps"], "file → decode → engine → encode → file"),
+        ("decode only", "decode"),
+        ("model only", "model"),
+        ("engine", "engine"),
+        ("encode only", "encode"),
+        ("end to end", "end_to_end"),
     ]
-    for name, fps, what in rows:
-        table.add_row(name, "-" if fps is None else f"{fps:.2f}", what)
+    for name, key in rows:
+        fps = r[f"{key}_fps"]
+        table.add_row(name, "-" if fps is None else f"{fps:.2f}", r["work"][key])
+    table.caption = f"dehazing: {r['work']['network']}"
+    table.caption_justify = "left"
     return table
+
+
+def consistency_lines(r: dict) -> list[str]:
+    """End to end against its slowest stage: of the same run (at most 1 by construction), and of
+    the stages measured alone (above 1 only when the machine's load changed between measurements)."""
+    lines = []
+    if r["end_to_end_over_slowest_stage"] is not None:
+        lines.append(
+            f"end to end / slowest stage of the same run ({r['slowest_stage']}, "
+            f"{r['slowest_stage_fps']:.2f} fps alone): {r['end_to_end_over_slowest_stage']:.2f}"
+        )
+    ratio = r["end_to_end_over_slowest"]
+    if ratio is not None and ratio > 1.05:
+        lines.append(
+            f"[yellow]end to end ran {ratio:.2f}x faster than the slowest stage measured alone: the machine's "
+            "load changed between the measurements; compare medians of --repeat 3 or more[/]"
+        )
+    return lines
 
 
 def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
@@ -88,7 +111,8 @@ def parse_measure(value: str) -> tuple[str, ...]:
 
 
 def stages_table(stages: dict) -> Table:
-    table = Table(title="end-to-end run, per stage", title_justify="left", show_edge=False)
+    table = Table(title="end-to-end run, per stage (fps alone: frames per busy second)", title_justify="left",
+                  show_edge=False)  # fmt: skip
     for col in ("stage", "frames", "fps alone", "busy"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for name, st in stages.items():
@@ -152,7 +176,12 @@ def command(model, weights, flip_average, device, backend, random_weights, ngf, 
         raise InputError("--random-weights and --weights exclude each other; pick one")
     for spec in compare:
         parse_overrides(spec)  # a bad spec fails before any work
-    speed_settings = pop_speed(speed)
+    if input_ is not None:
+        check_source(input_)
+    check_weights(weights)
+    speed_settings = pop_speed(speed)  # checks --transfer-fit and the rest before torch loads
+    from ..bench.measure import BenchSettings, run_bench
+
     s = BenchSettings(
         model=model, weights=weights, flip_average=flip_average, random_weights=random_weights, ngf=ngf, width=width,
         height=height, batch=batch, precision=precision, device=device, frames=frames, warmup=warmup, codec=codec,
@@ -168,7 +197,7 @@ def command(model, weights, flip_average, device, backend, random_weights, ngf, 
     settings = result["settings"]
     shown = ("model", "flip_average", "resolution", "batch", "precision", "frames", "warmup", "repeat", "codec")
     shown += ("preset", "crf")
-    rows = [(k, settings[k]) for k in shown] + [("weights", f"random (ngf {ngf})" if random_weights else weights)]
+    rows = [(k, settings[k]) for k in shown] + [("weights", result["weights"])]
     rows.append(("working size", result["work_size"]))
     rows.append(("backend", result["backend"]))
     rows.append(("temporal", f"{settings['temporal']} (strength {settings['temporal_strength']:g})"))
@@ -188,6 +217,8 @@ def command(model, weights, flip_average, device, backend, random_weights, ngf, 
             f"TFLOP/s = {100 * result['peak_fraction']:.1f}% of the measured matmul peak "
             f"{result['matmul_peak_tflops']:.2f} TFLOP/s ({precision})"
         )
+    for line in consistency_lines(result):
+        console.print(line, highlight=False)
     console.print(
         f"end-to-end / slowest single stage: {_fmt(result['end_to_end_over_slowest'])}; "
         f"end-to-end / model-only: {_fmt(result['end_to_end_over_model'])}  "

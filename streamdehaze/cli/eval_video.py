@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..choices import FLOW_PRESETS
 from ..errors import InputError
-from ..flicker import PRESETS, FlickerMeter, FlickerReport, resize_max
-from ..io.base import Source
-from ..io.sources import open_source
+from ..io.preflight import check_source
 from .common import console
+
+if TYPE_CHECKING:  # OpenCV and PyAV load when the command runs, after its inputs were checked
+    from ..flicker import FlickerReport
+    from ..io.base import Source
 
 
 def _count_rest(source: Source) -> int:
@@ -26,6 +30,9 @@ def measure(input_spec: str, output_spec: str, max_size: int | None, preset: str
     Frames are downscaled so their longer side is at most ``max_size`` (None: as decoded). Raises
     :class:`InputError` when the two have different frame counts or sizes.
     """
+    from ..flicker import FlickerMeter, resize_max
+    from ..io.sources import open_source
+
     meter = FlickerMeter(preset)
     src_in, src_out = open_source(input_spec), open_source(output_spec)
     try:
@@ -81,7 +88,7 @@ def _table(report: FlickerReport, input_spec: str, output_spec: str) -> Table:
     help="Downscale frames so the longer side is at most this many pixels (faster; figures depend on size).",
 )
 @click.option(
-    "--flow", "preset", type=click.Choice(list(PRESETS)), default="medium", show_default=True, help="DIS preset."
+    "--flow", "preset", type=click.Choice(FLOW_PRESETS), default="medium", show_default=True, help="DIS preset."
 )
 @click.option("--per-frame", is_flag=True, help="With --json: also list each frame pair's errors.")
 def command(input_spec: str, output_spec: str, as_json: bool, max_size: int | None, preset: str, per_frame: bool):
@@ -97,6 +104,8 @@ def command(input_spec: str, output_spec: str, as_json: bool, max_size: int | No
     Example:
       streamdehaze eval-video drive.mp4 drive_dehazed.mp4 --max-size 960
     """
+    check_source(input_spec)
+    check_source(output_spec)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
         report = measure(input_spec, output_spec, max_size, preset, progress)

@@ -5,26 +5,25 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..backends.select import describe_backend, load_dehazer
+from ..choices import STILLS_TRANSFER_FIT
 from ..errors import DataError, InputError
-from ..images import dehaze_image
+from ..io.preflight import check_weights
 from ..io.stills import read_image
-from ..metrics import psnr, ssim
-from ..ops.color import to_tensor
-from ..ops.transfer_fit import STILLS_TRANSFER_FIT
 from ..pairs import find_pairs
 from ..work_size import parse_work_size
 from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
 from .eval_noref import HELP as NO_REFERENCE_HELP
 from .eval_noref import run_no_reference
 from .speed import stills_transfer_fit_option, work_size_option
+
+if TYPE_CHECKING:  # torch and numpy load when the command runs, after its inputs were checked
+    import numpy as np
 
 
 def _match_size(clear: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -38,6 +37,9 @@ def _match_size(clear: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndar
 
 
 def _scores(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    from ..metrics import psnr, ssim
+    from ..ops.color import to_tensor
+
     x, y = to_tensor(a[None]), to_tensor(b[None])
     return float(psnr(x, y)[0]), float(ssim(x, y)[0])
 
@@ -50,6 +52,8 @@ def evaluate_set(
     work_size=None,
     transfer_fit: str = STILLS_TRANSFER_FIT,
 ) -> list[dict]:
+    from ..images import dehaze_image
+
     rows = []
     task = progress.add_task(f"{pairs[0][0].parent}", total=len(pairs))
     for hazy_path, clear_path in pairs:
@@ -210,6 +214,11 @@ def command(
     if len(hazy) != len(clear):
         raise InputError(f"got {len(hazy)} --hazy folder(s) but {len(clear)} --clear folder(s); give them in pairs")
     sets = [find_pairs(h, c) for h, c in zip(hazy, clear)]
+    check_weights(weights)
+    import torch
+
+    from ..backends.select import describe_backend, load_dehazer
+
     dehazer = load_dehazer(model, weights, device, backend, flip_average=flip_average)
     work = parse_work_size(work_size, dehazer.device, dehazer)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..backends.select import describe_backend, load_dehazer
 from ..errors import InputError
-from ..images import dehaze_image
+from ..io.preflight import check_weights, check_writable_folder
 from ..io.stills import expand_inputs, read_image, write_image
 from ..work_size import parse_work_size
 from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
@@ -27,6 +26,15 @@ def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
             )
         seen[dst] = src
     return outs
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 @click.command("image")
@@ -54,6 +62,9 @@ def command(
 ) -> None:
     """Dehaze images (files, folders or globs) and write OUTPUT/<input name>.png.
 
+    Stops at the first image that cannot be read (one line says which; the images written before
+    it stay); OUTPUT is created only once there is an image to write.
+
     \b
     Examples:
       streamdehaze image samples/foggy_road.jpg --output out/
@@ -62,18 +73,31 @@ def command(
     paths = expand_inputs(inputs)
     out_dir = Path(output)
     outs = _output_paths(paths, out_dir)
+    check_writable_folder(out_dir)  # before the model loads
+    check_weights(weights)
+    from ..backends.select import describe_backend, load_dehazer
+    from ..images import dehaze_image
+
     dehazer = load_dehazer(model, weights, device, backend, flip_average=flip_average)
     work = parse_work_size(work_size, dehazer.device, dehazer)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    created = [p for p in (out_dir.absolute(), *out_dir.absolute().parents) if not p.exists()]  # deepest first
+    written = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=len(paths) < 2, transient=True) as progress:
-        task = progress.add_task(f"dehazing ({model})", total=len(paths))
-        for src, dst in zip(paths, outs):
-            write_image(
-                dst,
-                dehaze_image(read_image(src), dehazer, work_size=work, transfer_fit=transfer_fit, strength=strength),
-            )
-            progress.advance(task)
+    try:
+        with Progress(*columns, console=console, disable=len(paths) < 2, transient=True) as progress:
+            task = progress.add_task(f"dehazing ({model})", total=len(paths))
+            for src, dst in zip(paths, outs):
+                image = dehaze_image(
+                    read_image(src), dehazer, work_size=work, transfer_fit=transfer_fit, strength=strength
+                )
+                out_dir.mkdir(parents=True, exist_ok=True)  # only once there is an image to write
+                write_image(dst, image)
+                written += 1
+                progress.advance(task)
+    except BaseException:
+        if not written:  # nothing was written: leave no empty folder behind
+            _remove_empty(created)
+        raise
     how = work.describe()
     how += "" if work.is_full else f", {transfer_fit} transfer fit"
     how += ", flip average" if flip_average else ""

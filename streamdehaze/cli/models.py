@@ -5,8 +5,6 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..nets.registry import MODELS, find_shipped, models_dirs, read_card
-from ..weights import sha256
 from .common import console
 
 
@@ -14,6 +12,9 @@ from .common import console
 @click.option("--cards", is_flag=True, help="Print each weight file's card in full.")
 def command(cards: bool) -> None:
     """List the registered models and the shipped weight files with their cards."""
+    from ..nets.registry import MODELS, find_shipped, models_dirs, read_card
+    from ..weights import sha256
+
     table = Table(title="models")
     for col in ("name", "description", "weights", "sha256"):
         table.add_column(col, overflow="fold")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/window.check_display
 
 from ..errors import InputError
+from ..io.preflight import check_source, check_weights, check_writable_folder
 from .common import (
     backend_option,
     console,
@@ -115,15 +115,19 @@ def command(
       streamdehaze preview rtsp://camera/stream --web 8080             # page on http://127.0.0.1:8080/
       streamdehaze preview rtsp://camera/stream --web 0.0.0.0:8080     # reachable from the network, with a token
     """
-    from ..backends.select import describe_backend
-    from ..pipeline.speed import SpeedSettings
-    from ..preview.session import preview
-
     if token is not None and web is None:
         raise InputError("--token applies to the web page; add --web [HOST:]PORT")
     show_window = web is None if window is None else window
     if not show_window and web is None:
         raise InputError("--no-window without --web shows nothing; add --web [HOST:]PORT")
+    check_source(source)  # before torch loads or a frame is decoded
+    check_weights(weights)
+    check_writable_folder(snapshots)
+    import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/window.check_display
+
+    from ..backends.select import describe_backend
+    from ..pipeline.speed import SpeedSettings
+    from ..preview.session import preview
 
     def on_start(pipe: Any, url: str | None) -> None:
         info = pipe.stats.info

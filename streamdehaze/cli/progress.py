@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from ..pipeline.runner import PipelineStats
-from ..pipeline.runner import Progress as Snapshot
+if TYPE_CHECKING:  # the runner imports torch; the commands import this module for --help
+    from ..pipeline.runner import PipelineStats
+    from ..pipeline.runner import Progress as Snapshot
 
 STAGES = ("decode", "inference", "encode")
 

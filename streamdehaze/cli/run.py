@@ -7,9 +7,8 @@ import sys
 
 import click
 
-from ..api import build_pipeline
-from ..backends.select import describe_backend
 from ..errors import InputError, StreamDehazeError
+from ..io.preflight import check_output, check_source, check_weights
 from ..pipeline.speed import SpeedSettings
 from .batch import batch_options, pop_batch
 from .common import (
@@ -119,7 +118,10 @@ def command(
     strength: float,
     **temporal_kwargs,
 ) -> None:
-    """Dehaze SOURCE (video file, rtsp://URL, webcam:N, /dev/videoN or image folder) into --output.
+    """Dehaze SOURCE (video file, rtsp://URL, webcam:N, /dev/videoN, lavfi:GRAPH, image folder or glob) into --output.
+
+    lavfi:GRAPH is an FFmpeg test source, live (e.g. lavfi:testsrc2=size=1280x720:rate=30). A single
+    still image is an error: dehaze stills with `streamdehaze image`.
 
     Ctrl-C stops cleanly: the frames processed so far are written as a playable file (exit code 130).
     A live source that stalls or drops reconnects and the recording goes on (see --reconnect-for).
@@ -136,12 +138,15 @@ def command(
       streamdehaze run rtsp://camera/stream --output rec.mkv --model dcp --batch 1
       streamdehaze run foggy.mov --output frames/ --start 1:30 --duration 10
       streamdehaze run dashcam.mp4 --output clear.mp4 --work-size 540 --keyframe-interval 4
+      streamdehaze run lavfi:testsrc2=size=640x360:rate=30 --output test.mkv --max-frames 90 --model dcp
       streamdehaze run card/DCIM/ --output clear/ --recursive
       streamdehaze run 'drives/*.MP4' --output clear/ --ray auto
     """
     t_start, t_duration = parse_time(start, "--start"), parse_time(duration, "--duration")
     if t_duration is not None and t_duration <= 0:
         raise InputError(f"--duration {duration}: expected a positive length")
+    if token is not None and web is None:
+        raise InputError("--token applies to the web page; add --web [HOST:]PORT")
     # the preview shows RGB frames: keep colour conversion on the host when it is on
     yuv = False if (show_preview or web is not None) else device_yuv
     speed = SpeedSettings(
@@ -163,12 +168,26 @@ def command(
 
         if show_preview or web is not None:
             raise InputError("--preview and --web show one stream; a folder or glob source is a batch of files")
+        check_weights(weights)
         settings = RunSettings(
             model, weights, device, batch, precision, codec, crf, preset, t_start, t_duration, max_frames,
             speed, temporal, flip_average, segments=batch_opts.segments, backend=backend,
         )  # fmt: skip
         run_folder(source, output, settings, batch_opts, console)
         return
+    # paths and options first: a mistake is reported before torch loads or a frame is decoded
+    if check_source(source) == "still":
+        raise InputError(
+            f"{source} is a still image; run writes videos and image sequences: use "
+            f"`streamdehaze image {source} --output DIR/` (writes DIR/<name>.png)"
+        )
+    check_output(output)
+    check_weights(weights)
+    if show_preview:
+        import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/window.check_display
+    from ..api import build_pipeline
+    from ..backends.select import describe_backend
+
     pipe = build_pipeline(
         source,
         output,

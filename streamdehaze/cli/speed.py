@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 
-from ..ops.transfer_fit import DEFAULT_TRANSFER_FIT, STILLS_TRANSFER_FIT, TRANSFER_FITS
-from ..pipeline.frame_state import DEFAULT_SCENE_CUT
-from ..pipeline.speed import SpeedSettings, speed_fields
+from ..choices import DEFAULT_SCENE_CUT, DEFAULT_TRANSFER_FIT, STILLS_TRANSFER_FIT, TRANSFER_FITS
+from ..pipeline.speed import SpeedSettings, speed_fields  # torch-free: options are checked before torch loads
 from ..work_size import parse_work_size
 
 WORK_SIZE_HELP = (

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..pipeline.temporal import DEFAULT_MODE, MODES
-from ..pipeline.temporal_engine import TemporalSettings
+from ..choices import DEFAULT_TEMPORAL_MODE as DEFAULT_MODE
+from ..choices import TEMPORAL_MODES as MODES
+
+if TYPE_CHECKING:
+    from ..pipeline.temporal_engine import TemporalSettings
 
 TEMPORAL_HELP = (
     "Temporal smoothing against flicker (only past frames are used): off; ema: moving average of the "
@@ -38,4 +41,6 @@ def temporal_options(default: str = DEFAULT_MODE) -> Callable:
 
 def pop_temporal(kwargs: dict[str, Any]) -> TemporalSettings:
     """Take the temporal options out of a command's keyword arguments."""
+    from ..pipeline.temporal_engine import TemporalSettings
+
     return TemporalSettings(kwargs.pop("temporal"), kwargs.pop("temporal_strength"))

@@ -12,12 +12,26 @@ from .common import console
 
 
 class _DefaultFit(click.Group):
-    """A group whose default subcommand is ``fit``: ``train --data X`` means ``train fit --data X``."""
+    """A group whose default subcommand is ``fit``: ``train --data X`` means ``train fit --data X``.
+
+    Its help shows ``fit``'s options (what ``train OPTIONS`` accepts), then the subcommands.
+    """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["fit", *args]
         return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[fit] [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "export CHECKPOINT --output FILE [OPTIONS]", prefix="   or: ")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        fit = self.commands["fit"]
+        records = [r for p in fit.get_params(ctx) if (r := p.get_help_record(ctx)) is not None]
+        with formatter.section("Training options (train = train fit)"):
+            formatter.write_dl(records)
+        self.format_commands(ctx, formatter)
 
 
 @click.group(cls=_DefaultFit, name="train", no_args_is_help=True)

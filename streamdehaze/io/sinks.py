@@ -27,21 +27,10 @@ from streamdehaze.io.audio import AudioCopier, audio_codecs
 from streamdehaze.io.base import Sink, av_reason, check_status
 from streamdehaze.io.colour import YuvEncoder, tag_frame, tag_stream
 from streamdehaze.io.images import IMAGE_EXTENSIONS, ImageSink
+from streamdehaze.io.preflight import NULL_NAMES, VIDEO_FORMATS
 from streamdehaze.ops.yuv import frame_size, is_yuv
 
 __all__ = ["Sink", "VideoFileSink", "ImageSink", "NullSink", "open_sink", "VIDEO_FORMATS"]
-
-# Output extension -> FFmpeg muxer.
-VIDEO_FORMATS = {
-    ".mp4": "mp4",
-    ".m4v": "mp4",
-    ".mov": "mov",
-    ".mkv": "matroska",
-    ".webm": "webm",
-    ".avi": "avi",
-    ".ts": "mpegts",
-}
-NULL_NAMES = ("null", os.devnull)
 
 
 def open_sink(

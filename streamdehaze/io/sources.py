@@ -8,7 +8,6 @@ image (:class:`ImageSource`).
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from fractions import Fraction
@@ -19,7 +18,8 @@ from streamdehaze.errors import DecodeError, InputError, SourceError
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.base import Source, av_reason
 from streamdehaze.io.colour import RgbConverter, colour_of
-from streamdehaze.io.images import IMAGE_EXTENSIONS, ImageSource
+from streamdehaze.io.images import ImageSource
+from streamdehaze.io.preflight import source_kind
 from streamdehaze.io.rtsp import RtspSource
 from streamdehaze.io.webcam import WebcamSource
 from streamdehaze.ops.yuv import YUV_FORMATS, yuv_meta
@@ -51,16 +51,14 @@ def open_source(
     yuv420p frames as packed planes without colour conversion (see :mod:`streamdehaze.ops.yuv`).
     """
     spec = str(spec)
-    if not spec.strip():
-        raise InputError("empty input: expected a video file, rtsp://URL, webcam:N, lavfi:GRAPH or an image folder")
+    kind = source_kind(spec)
     if start is not None and start < 0:
         raise InputError(f"start must be >= 0 seconds, got {start}")
     if timeout <= 0:
         raise InputError(f"timeout must be > 0 seconds, got {timeout}")
     if reconnect_for is not None and reconnect_for < 0:
         raise InputError(f"reconnect_for must be >= 0 seconds (or None: for ever), got {reconnect_for}")
-    lower = spec.lower()
-    if lower.startswith(("rtsp://", "rtsps://")):
+    if kind == "rtsp":
         return RtspSource(
             spec,
             timeout=timeout,
@@ -69,7 +67,7 @@ def open_source(
             backoff=backoff,
             threads=threads,
         )
-    if lower.startswith(("webcam:", "lavfi:")) or re.fullmatch(r"/dev/video\d+", spec):
+    if kind == "live":
         return WebcamSource(
             spec,
             timeout=timeout,
@@ -78,7 +76,7 @@ def open_source(
             backoff=backoff,
             threads=threads,
         )
-    if os.path.isdir(spec) or glob.has_magic(spec) or os.path.splitext(lower)[1] in IMAGE_EXTENSIONS:
+    if kind in ("images", "still"):
         return ImageSource(spec, fps=fps or 25.0, start=start)
     return FileSource(spec, start=start, threads=threads, pix_fmt=pix_fmt)
 

@@ -6,13 +6,13 @@ import glob
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
+from ..errors import EncodeError, InputError, StreamDehazeError
+from .preflight import IMAGE_EXTENSIONS
 
-from ..errors import InputError, StreamDehazeError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+if TYPE_CHECKING:  # cv2 and numpy load on first use: expand_inputs runs before them (fast errors)
+    import numpy as np
 
 
 def natural_key(path: str | os.PathLike) -> list:
@@ -43,6 +43,9 @@ def expand_inputs(items: list[str] | tuple[str, ...]) -> list[Path]:
 
 def read_image(path: str | os.PathLike, error: type[StreamDehazeError] = InputError) -> np.ndarray:
     """``(H, W, 3) uint8`` RGB; grey and alpha images are converted; errors are one line of ``error``."""
+    import cv2
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: no such image file")
@@ -55,10 +58,16 @@ def read_image(path: str | os.PathLike, error: type[StreamDehazeError] = InputEr
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write ``(H, W, 3) uint8`` RGB; the file appears complete or not at all."""
+    import cv2
+
     path = Path(path)
     ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InputError(f"{path}: cannot encode an image with this extension")
     tmp = path.with_name(f".{path.name}.part")
-    buf.tofile(str(tmp))
-    os.replace(tmp, path)
+    try:
+        buf.tofile(str(tmp))
+        os.replace(tmp, path)
+    except OSError as err:  # a full disk, a folder that went away: one line, no partial file
+        tmp.unlink(missing_ok=True)
+        raise EncodeError(f"cannot write {path}: {err.strerror or err}") from None

@@ -9,49 +9,22 @@ so all of them see the same fit. Nothing here keeps state between calls.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..choices import (  # noqa: F401 - re-exported: the presets live in choices (no torch for --help)
+    DEFAULT_TRANSFER_FIT,
+    STILLS_TRANSFER_FIT,
+    TRANSFER_FITS,
+    TransferFit,
+    check_transfer_fit,
+)
 from ..errors import InputError
 from .guard import guard as guard_rails
 from .guided import apply_affine, fit_affine
 
 Tensor = torch.Tensor
-
-
-@dataclass(frozen=True)
-class TransferFit:
-    """How the affine fit that carries the network's result to full resolution is shaped."""
-
-    divisor: int  # box radius = working short side / divisor (at least 1)
-    shared_gain: bool  # one gain for R, G, B (offsets per channel) instead of one per channel
-    summary: str
-
-
-# ``--transfer-fit``. On the foggy drive (``benchmarks/temporal_quality.py --model aecrnet
-# --work-size 160 --decompose``) the wide fit's own frame-to-frame change is the smaller one; it
-# flickers more in total because it carries the input's frame-to-frame noise at a larger gain
-# (mean |a| 1.4 against 0.85), which smoothing the coefficients cannot remove. docs/performance.md.
-TRANSFER_FITS = {
-    "local": TransferFit(60, False, "a gain per channel over 1/60 of the working short side (least flicker in video)"),
-    "wide": TransferFit(
-        20,
-        True,
-        "one gain for RGB over 1/20 (sharper stills: +0.25/+0.40 dB on SOTS indoor/outdoor dev; "
-        "17% more flicker in video)",
-    ),
-}
-DEFAULT_TRANSFER_FIT = "local"  # video: run, preview, bench
-# Stills (image, eval, dehaze_image): the sharper fit. Its extra flicker does not exist in a single picture.
-STILLS_TRANSFER_FIT = "wide"
-
-
-def check_transfer_fit(name: str) -> str:
-    if name not in TRANSFER_FITS:
-        raise InputError(f"--transfer-fit {name!r}: expected one of {', '.join(TRANSFER_FITS)}")
-    return name
 
 
 def default_radius(height: int, width: int, fit: str = DEFAULT_TRANSFER_FIT) -> int:

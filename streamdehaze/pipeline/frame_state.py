@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
+from ..choices import DEFAULT_SCENE_CUT, check_scene_cut  # noqa: F401 - re-exported
 from ..ops.signature import signature, signature_change
 
 Tensor = torch.Tensor
-DEFAULT_SCENE_CUT = 0.05
 
 
 @dataclass
@@ -42,12 +41,6 @@ class FrameState:
     def cut_at(self, i: int) -> Tensor:
         """Frame ``i``'s flag as a 0-d bool tensor (a view: no copy, no host sync)."""
         return self.cut[i]
-
-
-def check_scene_cut(threshold: float) -> float:
-    if not threshold > 0:
-        raise InputError(f"--scene-cut {threshold}: expected a threshold > 0 (e.g. {DEFAULT_SCENE_CUT})")
-    return float(threshold)
 
 
 class StatePass:

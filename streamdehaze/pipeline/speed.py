@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..backends import check_backend
+from ..choices import DEFAULT_SCENE_CUT, DEFAULT_TRANSFER_FIT, check_transfer_fit
 from ..errors import InputError
 from ..work_size import WorkSize, parse_work_size
-from .engine import Engine
-from .frame_state import DEFAULT_SCENE_CUT
-from .transfer import DEFAULT_TRANSFER_FIT, GuidedTransfer, check_transfer_fit
-from .tuning import EngineOptions
+
+if TYPE_CHECKING:  # the settings and --compare parsing load no torch (the CLI checks options first)
+    import torch
+    from torch import nn
+
+    from .engine import Engine
+    from .transfer import GuidedTransfer
+    from .tuning import EngineOptions
 
 
 @dataclass
@@ -50,9 +52,13 @@ class SpeedSettings:
         return parse_work_size(self.work_size if self.work_size is not None else "full", device, model)
 
     def engine_options(self) -> EngineOptions:
+        from .tuning import EngineOptions
+
         return EngineOptions(self.channels_last, self.cudnn_benchmark, self.compile, self.cuda_graphs, self.device_yuv)
 
     def transfer(self, device: torch.device | str, model: object = None) -> GuidedTransfer:
+        from .transfer import GuidedTransfer
+
         work = self.resolved_work_size(device, model)
         return GuidedTransfer(work, self.keyframe_interval, self.scene_cut, fit=self.transfer_fit)
 
@@ -68,6 +74,10 @@ class SpeedSettings:
     ) -> Engine:
         """The :class:`~.engine.Engine` these settings describe (``temporal``: a
         :class:`~.temporal_engine.TemporalSettings` or None; see :func:`.temporal_engine.build_engine`)."""
+        import torch
+
+        from .engine import Engine
+
         device = torch.device(device)
         return Engine(
             model,

@@ -34,12 +34,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..choices import DEFAULT_TEMPORAL_MODE as DEFAULT_MODE
+from ..choices import TEMPORAL_MODES as MODES
 from ..errors import InputError
 from ..ops.guided import box_filter, rgb_to_gray
 from .frame_state import DEFAULT_SCENE_CUT
-
-MODES = ("off", "ema", "flow", "pixel")
-DEFAULT_MODE = "ema"
 
 
 @dataclass

@@ -3,7 +3,9 @@
 The card ``NAME.md`` beside ``NAME.pt`` states the architecture and width, the training data,
 steps, hardware, wall time, the loss settings (CR encoder included), validation and given
 metrics, and the file's ``sha256: <hex>`` (its first line after the title, where
-:func:`streamdehaze.nets.registry.read_card` finds it).
+:func:`streamdehaze.nets.registry.read_card` finds it). Data paths on the card are relative to the
+repository that holds the weight file (``../shared/data/...``), or to the card's folder outside a
+repository: a machine's absolute path means nothing to the card's readers.
 """
 
 from __future__ import annotations
@@ -98,11 +100,31 @@ def _encoder_text(enc: dict[str, Any], cr_weight: float) -> str:
     )
 
 
-def _data_text(specs: list[str]) -> str:
-    """The ``--data`` specs relative to the folder they share (machine paths say little on a card)."""
+def repository_root(path: str | os.PathLike) -> Path | None:
+    """The repository (a folder with ``.git``, a folder or a worktree's file) holding ``path``, or None."""
+    here = Path(os.path.abspath(path))
+    return next((d for d in here.parents if (d / ".git").exists()), None)
+
+
+def relative_path(path: str, base: Path | None) -> str:
+    """An absolute ``path`` relative to ``base`` (POSIX separators); other paths as given."""
+    if base is None or not os.path.isabs(path):
+        return path
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def _data_text(specs: list[str], base: Path | None = None) -> str:
+    """The ``--data`` specs relative to ``base`` (see :func:`relative_path`), grouped under the folder they share."""
     paths = [s.split(":", 1)[-1].rsplit("@", 1)[0] for s in specs]
-    root = os.path.commonpath(paths) if len(paths) > 1 else str(Path(paths[0]).parent)
-    shown = [s.replace(root + os.sep, "", 1) for s in specs]
+    specs = [s.replace(p, relative_path(p, base), 1) for s, p in zip(specs, paths)]
+    paths = [relative_path(p, base) for p in paths]
+    try:
+        root = os.path.commonpath(paths) if len(paths) > 1 else Path(paths[0]).parent.as_posix()
+    except ValueError:  # absolute and relative paths mixed
+        root = ""
+    if root in ("", ".", "/"):  # no shared folder worth naming
+        return "; ".join(f"`{s}`" for s in specs)
+    shown = [s.replace(root + "/", "", 1) for s in specs]
     return f"in `{root}`: " + "; ".join(f"`{s}`" for s in shown)
 
 
@@ -126,7 +148,10 @@ def _work_text(meta: dict[str, Any]) -> str:
     return text
 
 
-def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: int, half: bool) -> str:
+def card_text(
+    name: str, digest: str, meta: dict[str, Any], ngf: int, params: int, half: bool, base: Path | None = None
+) -> str:
+    """The card's markdown; ``base``: the folder data paths are written relative to (see :func:`relative_path`)."""
     loss, val = meta["loss"], meta["validation"]
     rec = {"l1": "L1", "l2": "L2 (MSE)"}[loss.get("rec", "l1")]
     if loss.get("fit"):
@@ -140,7 +165,7 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
         ("weights", f"{'float16' if half else 'float32'} (`{name}.pt`, loaded as float32)"),
         (
             "training data",
-            _data_text(meta["data"])
+            _data_text(meta["data"], base)
             + (f"; haze of {meta['rehaze']:.0%} of the pairs re-rendered (`--rehaze`)" if meta.get("rehaze") else "")
             + (f", {meta['recolour']:.0%} of those recoloured (`--recolour`)" if meta.get("recolour") else "")
             + (f"; {meta['light']:.0%} light haze (`--light`)" if meta.get("light") else "")
@@ -175,7 +200,8 @@ def card_text(name: str, digest: str, meta: dict[str, Any], ngf: int, params: in
         rows.append(
             (
                 "validation",
-                f"PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} at step {val['step']} on `{meta['val']}`"
+                f"PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} at step {val['step']} "
+                f"on `{relative_path(meta['val'], base)}`"
                 f" (working size {meta.get('val_work_size') or 'full'})",
             )
         )
@@ -222,7 +248,8 @@ def export_checkpoint(
     if notes:
         meta["notes"] = notes
     digest = save_weights(output, net.eval(), "aecrnet", meta=meta, half=half)
-    text = card_text(output.stem, digest, meta, cfg.ngf, count_parameters(net), half)
+    base = repository_root(output) or output.parent.absolute()
+    text = card_text(output.stem, digest, meta, cfg.ngf, count_parameters(net), half, base)
     if notes:
         text += f"\n{notes.strip()}\n"
     card = output.with_suffix(".md")
