@@ -147,6 +147,19 @@ def command(
         raise InputError(f"--duration {duration}: expected a positive length")
     if token is not None and web is None:
         raise InputError("--token applies to the web page; add --web [HOST:]PORT")
+    batch_opts = pop_batch(temporal_kwargs)
+    is_batch = batch_opts.applies_to(source)  # a folder or glob of videos: one output per file
+    if is_batch and (show_preview or web is not None):
+        raise InputError("--preview and --web show one stream; a folder or glob source is a batch of files")
+    # paths and options first: a mistake is reported before torch loads or a frame is decoded
+    if not is_batch:
+        if check_source(source) == "still":
+            raise InputError(
+                f"{source} is a still image; run writes videos and image sequences: use "
+                f"`streamdehaze image {source} --output DIR/` (writes DIR/<name>.png)"
+            )
+        check_output(output)
+    check_weights(weights)
     # the preview shows RGB frames: keep colour conversion on the host when it is on
     yuv = False if (show_preview or web is not None) else device_yuv
     speed = SpeedSettings(
@@ -161,28 +174,16 @@ def command(
         transfer_fit=transfer_fit,
     )
     temporal = pop_temporal(temporal_kwargs)
-    batch_opts = pop_batch(temporal_kwargs)
-    if batch_opts.applies_to(source):  # a folder or glob of videos: one output per file (streamdehaze.batch)
+    if is_batch:
         from ..batch.jobs import RunSettings
         from .batch import run_folder
 
-        if show_preview or web is not None:
-            raise InputError("--preview and --web show one stream; a folder or glob source is a batch of files")
-        check_weights(weights)
         settings = RunSettings(
             model, weights, device, batch, precision, codec, crf, preset, t_start, t_duration, max_frames,
             speed, temporal, flip_average, segments=batch_opts.segments, backend=backend,
         )  # fmt: skip
         run_folder(source, output, settings, batch_opts, console)
         return
-    # paths and options first: a mistake is reported before torch loads or a frame is decoded
-    if check_source(source) == "still":
-        raise InputError(
-            f"{source} is a still image; run writes videos and image sequences: use "
-            f"`streamdehaze image {source} --output DIR/` (writes DIR/<name>.png)"
-        )
-    check_output(output)
-    check_weights(weights)
     if show_preview:
         import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/window.check_display
     from ..api import build_pipeline
