@@ -46,6 +46,22 @@ def check_transfer_fit(name: str) -> str:
     return name
 
 
+# ``--guard`` (see :mod:`.ops.guard`): the rails applied to the transfer's coefficients after the fit
+GUARDS = {
+    "on": "no pixel pushed into black or white that the input did not have, and a frame's colour balance "
+    "moved at most 3 levels",
+    "range": "only the black and white rails (the colour balance as the network made it)",
+    "off": "the network's result as fitted",
+}
+DEFAULT_GUARD = "on"
+
+
+def check_guard(name: str) -> str:
+    if name not in GUARDS:
+        raise InputError(f"--guard {name!r}: expected one of {', '.join(GUARDS)}")
+    return name
+
+
 # ``--scene-cut``: the change of a frame's 16×16 gray thumbnail since the previous frame (mean absolute
 # difference, 0–1) that counts as a new scene (see :mod:`.pipeline.frame_state`)
 DEFAULT_SCENE_CUT = 0.05

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .choices import DEFAULT_GUARD, check_guard
 from .nets.dehazer import Dehazer
 from .nets.registry import load_model
 from .ops.color import to_tensor, to_uint8
@@ -20,6 +21,7 @@ def dehaze_image(
     work_size: str | float | WorkSize | None = None,
     transfer_fit: str = STILLS_TRANSFER_FIT,
     strength: float = 1.0,
+    guard: str = DEFAULT_GUARD,
 ) -> np.ndarray:
     """Dehaze one ``(H, W, 3) uint8`` RGB image; returns the same shape and type.
 
@@ -30,8 +32,10 @@ def dehaze_image(
     fit (``"wide"``, the stills default, or ``"local"``, video's; see
     :data:`~.ops.transfer_fit.TRANSFER_FITS`). ``strength``:
     the amount of dehazing in [0, 1] (0 returns the input; see :func:`~.ops.transfer_fit.strengthen`).
+    ``guard``: the guard rails after the fit (:data:`~.choices.GUARDS`).
     """
     check_transfer_fit(transfer_fit)
+    check_guard(guard)
     strength = check_strength(strength)
     if isinstance(model, str):
         model = load_model(model, weights=weights, device=device)
@@ -40,5 +44,5 @@ def dehaze_image(
     work = parse_work_size(work_size, model.device, model)
     with torch.inference_mode():
         x = to_tensor(image[None], device=model.device)
-        y = transfer(model, x, work.size_for(*x.shape[-2:]), transfer_fit, strength=strength)
+        y = transfer(model, x, work.size_for(*x.shape[-2:]), transfer_fit, strength=strength, guard=guard)
         return to_uint8(y)[0].cpu().numpy()

@@ -109,7 +109,7 @@ EARLY_ERRORS = [
     (["run", "{d}/clip.mp4", "-o", "{o}/x.mp4", "--start", "soon"], "--start 'soon'"),
     (["run", "{d}/clip.mp4", "-o", "{o}/x.mp4", "--token", "t"], "--token applies to the web page"),
     (["run", "{d}/still.png", "-o", "{o}/x.mp4"], "streamdehaze image"),
-    (["run", "{d}/hazy", "-o", "{o}/x.mp4"], "no images found"),
+    (["run", "{d}/hazy", "-o", "{o}/x.mp4"], "no video files in"),  # an empty folder is a batch
     (["image", "{d}/missing.png", "-o", "{o}/out"], "no such file"),
     (["image", "{d}/still.png", "-o", "{d}/a_file/out"], "is a file, not a folder"),
     (["eval", "--hazy", "{d}/missing", "--clear", "{d}/hazy"], "hazy folder not found"),

@@ -31,12 +31,12 @@ KNOWN = np.array(COLOUR_PATCHES)
 @pytest.fixture
 def identity_model(monkeypatch):
     """``--model`` loads the identity: the output pixels are the input's, so only I/O can change them."""
-    import streamdehaze.api
+    import streamdehaze.backends.select
 
     def load_identity(name, weights=None, device="cpu", flip_average=False):
         return Dehazer(torch.nn.Identity(), "identity").eval()
 
-    monkeypatch.setattr(streamdehaze.api, "load_model", load_identity)
+    monkeypatch.setattr(streamdehaze.backends.select, "load_model", load_identity)
 
 
 def run(clip, out, *extra: str):

@@ -9,6 +9,7 @@ from streamdehaze.ops.guard import (
     CEILING,
     COLOUR_TOLERANCE,
     FLOOR,
+    guard,
     guard_coefficients,
     guard_strength,
     limit_colour_shift,
@@ -89,3 +90,20 @@ def test_colour_shift_beyond_the_tolerance_is_removed_and_brightness_kept():
     assert abs(float(gm(y2)[0] - gm(x)[0])) <= COLOUR_TOLERANCE + 1e-5
     torch.testing.assert_close(y2[1], y[1])  # within tolerance: unchanged
     torch.testing.assert_close(y2.mean(1), y.mean(1))  # offsets sum to zero: brightness as the network made it
+
+
+def test_guard_modes_choose_the_rails():
+    """``--guard``: on = colour + range, range = black/white only, off = the fit as it is."""
+    g = torch.Generator().manual_seed(7)
+    x = 0.05 + 0.5 * torch.rand(1, 3, 16, 20, generator=g)
+    a = torch.full_like(x, 1.6)
+    b = torch.full_like(x, -0.12)
+    b[:, 2] += 0.06  # a blue tint, and the darkest pixels pushed below black
+    off = guard(x, a, b, "off")
+    assert torch.equal(off[0], a) and torch.equal(off[1], b)
+    for mode in ("range", "on"):
+        y = _apply(x, *guard(x, a, b, mode))
+        assert float(y.amin()) >= -1e-6  # nothing pushed below black
+    tint = lambda z: float(z[:, 2].mean() - z[:, 0].mean())  # noqa: E731
+    assert tint(_apply(x, *guard(x, a, b, "range"))) - tint(x) > 2 * COLOUR_TOLERANCE  # colour as the network made it
+    assert tint(_apply(x, *guard(x, a, b, "on"))) - tint(x) < COLOUR_TOLERANCE + 0.01  # the tint limited

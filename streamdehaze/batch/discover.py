@@ -96,7 +96,7 @@ def find_videos(spec: str, recursive: bool = False, exclude: Path | None = None)
 
 def output_path(rel: Path, out_dir: Path, container: str | None = None) -> Path:
     """Where the output of input ``rel`` (relative to the source root) goes; ``container``: an extension to force."""
-    from ..io.sinks import VIDEO_FORMATS
+    from ..io.preflight import VIDEO_FORMATS
 
     ext = rel.suffix
     writable = [e for e in VIDEO_FORMATS if e not in UNWRITABLE]
@@ -115,21 +115,20 @@ def plan_jobs(spec: str, output: str, recursive: bool = False, container: str | 
     Raises InputError when nothing is found, when ``output`` is not a folder, when an output would
     replace its input, or when two inputs would write the same output.
     """
-    from ..io.sinks import VIDEO_FORMATS
+    from ..io.preflight import VIDEO_FORMATS
 
-    out_dir = Path(output).resolve()
-    if out_dir.is_file() or (not str(output).endswith(("/", os.sep)) and out_dir.suffix.lower() in VIDEO_FORMATS):
-        raise InputError(
-            f"--output {output}: a folder source writes one file per input, so --output must be a folder (e.g. out/)"
-        )
-    root = source_root(spec)
+    out_dir, root = Path(output).resolve(), source_root(spec)
     if out_dir == root:
         raise InputError(f"--output {output} is the source folder: outputs would replace their inputs; choose another")
     inside = out_dir.is_relative_to(root)  # an output folder within the source is not read back as input
     files = find_videos(spec, recursive, exclude=out_dir if inside else None)
-    if not files:
+    if not files:  # the source's mistake first: an empty folder is not fixed by another --output
         hint = "" if recursive else "; add --recursive to look in subfolders"
         raise InputError(f"no video files in {spec} (looked for {', '.join(VIDEO_EXTENSIONS)}){hint}")
+    if out_dir.is_file() or (not str(output).endswith(("/", os.sep)) and out_dir.suffix.lower() in VIDEO_FORMATS):
+        raise InputError(
+            f"--output {output}: a folder source writes one file per input, so --output must be a folder (e.g. out/)"
+        )
     jobs, owners = [], {}
     for path in files:
         rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)

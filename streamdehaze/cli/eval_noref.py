@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 import click
 from rich import box
@@ -11,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import InputError
-from ..noref import NoRefFigures, mean_figures
-from ..sheet import check_sheet_path, contact_sheet, write_sheet
 from .common import console
+
+if TYPE_CHECKING:  # numpy and OpenCV load when the mode runs, not for `eval --help`
+    from ..noref import NoRefFigures
 
 HELP = """\b
 No-reference mode (--no-reference INPUT...): photos, folders, globs or videos (every frame, or
@@ -57,6 +59,8 @@ def _cells(f: dict) -> list[str]:
 
 
 def _table(title: str, evaluation, per_image: bool) -> Table:
+    from ..noref import mean_figures
+
     caption = (
         "e, rbar: visible edges (see --help); sigma%: newly pure black/white; dark%, in%: luma <= 8 in the "
         "output, the input, +pts: their difference; B-R, G-M: colour shift, output - input, levels"
@@ -93,6 +97,7 @@ def run_no_reference(
     as_json: bool,
     work_size: str,
     transfer_fit: str,
+    guard: str,
     every: int,
     max_frames: int | None,
     sheet: str | None,
@@ -104,7 +109,9 @@ def run_no_reference(
     from ..backends.select import load_dehazer
     from ..images import dehaze_image
     from ..nets.registry import load_model
+    from ..noref import mean_figures
     from ..noref_eval import NoRefEvaluation, count_frames, expand_eval_inputs, iter_images
+    from ..sheet import check_sheet_path, contact_sheet, write_sheet
     from ..work_size import parse_work_size
 
     if not inputs:
@@ -121,7 +128,7 @@ def run_no_reference(
     work = parse_work_size(work_size, dehazer.device, dehazer)
 
     def run_model(image):
-        return dehaze_image(image, dehazer, work_size=work, transfer_fit=transfer_fit)
+        return dehaze_image(image, dehazer, work_size=work, transfer_fit=transfer_fit, guard=guard)
 
     run_base = None
     if baseline:
@@ -148,6 +155,7 @@ def run_no_reference(
         "model": model,
         "work_size": work.describe(),
         "transfer_fit": None if work.is_full else transfer_fit,
+        "guard": None if work.is_full else guard,
         "flip_average": flip_average,
         "every": every,
         "max_frames": max_frames,
@@ -164,7 +172,7 @@ def run_no_reference(
         out["sheet"] = str(sheet_path) if sheet_path else None
         click.echo(json.dumps(out))
         return
-    at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit)"
+    at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit, guard {guard})"
     at += ", flip average" if flip_average else ""
     n = len(evaluation.rows)
     console.print(_table(f"no-reference figures of {model} on {n} image(s){at}", evaluation, per_image))

@@ -11,7 +11,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..choices import STILLS_TRANSFER_FIT
+from ..choices import DEFAULT_GUARD, STILLS_TRANSFER_FIT
 from ..errors import DataError, InputError
 from ..io.preflight import check_weights
 from ..io.stills import read_image
@@ -20,7 +20,7 @@ from ..work_size import parse_work_size
 from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
 from .eval_noref import HELP as NO_REFERENCE_HELP
 from .eval_noref import run_no_reference
-from .speed import stills_transfer_fit_option, work_size_option
+from .speed import guard_option, stills_transfer_fit_option, work_size_option
 
 if TYPE_CHECKING:  # torch and numpy load when the command runs, after its inputs were checked
     import numpy as np
@@ -51,6 +51,7 @@ def evaluate_set(
     baseline: bool,
     work_size=None,
     transfer_fit: str = STILLS_TRANSFER_FIT,
+    guard: str = DEFAULT_GUARD,
 ) -> list[dict]:
     from ..images import dehaze_image
 
@@ -59,7 +60,7 @@ def evaluate_set(
     for hazy_path, clear_path in pairs:
         hazy = read_image(hazy_path)
         clear = _match_size(read_image(clear_path), hazy.shape, clear_path.name)
-        p, s = _scores(dehaze_image(hazy, dehazer, work_size=work_size, transfer_fit=transfer_fit), clear)
+        p, s = _scores(dehaze_image(hazy, dehazer, work_size=work_size, transfer_fit=transfer_fit, guard=guard), clear)
         row = {"image": hazy_path.name, "psnr": p, "ssim": s}
         if baseline:
             row["input_psnr"], row["input_ssim"] = _scores(hazy, clear)
@@ -146,6 +147,7 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
 )
 @work_size_option(default="model")
 @stills_transfer_fit_option
+@guard_option
 def command(
     inputs,
     hazy,
@@ -162,6 +164,7 @@ def command(
     as_json,
     work_size,
     transfer_fit,
+    guard,
     every,
     max_frames,
     sheet,
@@ -193,6 +196,7 @@ def command(
             as_json=as_json,
             work_size=work_size,
             transfer_fit=transfer_fit,
+            guard=guard,
             every=every,
             max_frames=max_frames,
             sheet=sheet,
@@ -223,17 +227,18 @@ def command(
     work = parse_work_size(work_size, dehazer.device, dehazer)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with torch.inference_mode(), Progress(*columns, console=console, transient=True, disable=as_json) as progress:
-        results = [evaluate_set(pairs, dehazer, progress, baseline, work, transfer_fit) for pairs in sets]
+        results = [evaluate_set(pairs, dehazer, progress, baseline, work, transfer_fit, guard) for pairs in sets]
     all_rows = [r for rows in results for r in rows]
     if as_json:
         out = _summary(all_rows) | {"model": model, "work_size": work.describe(), "flip_average": flip_average}
         out["backend"] = describe_backend(dehazer)
         out["transfer_fit"] = None if work.is_full else transfer_fit
+        out["guard"] = None if work.is_full else guard
         out["sets"] = {h: _summary(r) for h, r in zip(hazy, results)}
         click.echo(json.dumps(out))
         return
     for h, rows in zip(hazy, results):
-        at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit)"
+        at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit, guard {guard})"
         at += ", flip average" if flip_average else ""
         at += f", {describe_backend(dehazer)}"
         console.print(_table(f"{model} on {h}{at}", rows, per_image))

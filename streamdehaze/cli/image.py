@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..choices import DEFAULT_GUARD
 from ..errors import InputError
 from ..io.preflight import check_weights, check_writable_folder
 from ..io.stills import expand_inputs, read_image, write_image
 from ..work_size import parse_work_size
 from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
-from .speed import stills_transfer_fit_option, work_size_option
+from .speed import guard_option, stills_transfer_fit_option, work_size_option
 from .strength import strength_option
 
 
@@ -47,6 +48,7 @@ def _remove_empty(folders: list[Path]) -> None:
 @backend_option
 @work_size_option()
 @stills_transfer_fit_option
+@guard_option
 @strength_option
 def command(
     inputs: tuple[str, ...],
@@ -58,6 +60,7 @@ def command(
     backend: str,
     work_size: str,
     transfer_fit: str,
+    guard: str,
     strength: float,
 ) -> None:
     """Dehaze images (files, folders or globs) and write OUTPUT/<input name>.png.
@@ -88,7 +91,7 @@ def command(
             task = progress.add_task(f"dehazing ({model})", total=len(paths))
             for src, dst in zip(paths, outs):
                 image = dehaze_image(
-                    read_image(src), dehazer, work_size=work, transfer_fit=transfer_fit, strength=strength
+                    read_image(src), dehazer, work_size=work, transfer_fit=transfer_fit, strength=strength, guard=guard
                 )
                 out_dir.mkdir(parents=True, exist_ok=True)  # only once there is an image to write
                 write_image(dst, image)
@@ -100,6 +103,7 @@ def command(
         raise
     how = work.describe()
     how += "" if work.is_full else f", {transfer_fit} transfer fit"
+    how += "" if work.is_full or guard == DEFAULT_GUARD else f", guard {guard}"
     how += ", flip average" if flip_average else ""
     how += "" if strength == 1 else f", strength {strength:g}"
     via = f"on {dehazer.device} via {describe_backend(dehazer)}"

@@ -19,7 +19,7 @@ from .common import (
     weights_option,
 )
 from .progress import PipelineProgress, outages_text
-from .speed import transfer_fit_option, work_size_option
+from .speed import guard_option, transfer_fit_option, work_size_option
 from .strength import strength_option
 from .temporal_options import pop_temporal, temporal_options
 
@@ -75,6 +75,7 @@ def print_web_url(url: str, token_required: bool) -> None:
 @click.option("--exit-at-end", is_flag=True, help="Exit when the stream ends instead of keeping the last frame shown.")
 @work_size_option()
 @transfer_fit_option
+@guard_option
 @temporal_options()
 @strength_option
 def command(
@@ -96,6 +97,7 @@ def command(
     exit_at_end: bool,
     work_size: str,
     transfer_fit: str,
+    guard: str,
     strength: float,
     **temporal_kwargs: Any,
 ) -> None:
@@ -166,7 +168,7 @@ def command(
             backend=backend,
             on_start=on_start,
             on_progress=progress_bar.update,
-            speed=SpeedSettings(work_size=work_size, transfer_fit=transfer_fit),
+            speed=SpeedSettings(work_size=work_size, transfer_fit=transfer_fit, guard=guard),
             temporal=pop_temporal(temporal_kwargs),
             strength=strength,
         )

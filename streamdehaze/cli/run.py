@@ -108,6 +108,7 @@ def command(
     token: str | None,
     work_size: str,
     transfer_fit: str,
+    guard: str,
     keyframe_interval: int,
     scene_cut: float,
     channels_last: bool | None,
@@ -159,6 +160,10 @@ def command(
                 f"`streamdehaze image {source} --output DIR/` (writes DIR/<name>.png)"
             )
         check_output(output)
+    else:
+        from ..batch.discover import plan_jobs
+
+        plan_jobs(source, output, batch_opts.recursive, batch_opts.container)  # planned again once torch is in
     check_weights(weights)
     # the preview shows RGB frames: keep colour conversion on the host when it is on
     yuv = False if (show_preview or web is not None) else device_yuv
@@ -172,6 +177,7 @@ def command(
         cuda_graphs,
         yuv,
         transfer_fit=transfer_fit,
+        guard=guard,
     )
     temporal = pop_temporal(temporal_kwargs)
     if is_batch:

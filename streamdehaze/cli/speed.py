@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..choices import DEFAULT_SCENE_CUT, DEFAULT_TRANSFER_FIT, STILLS_TRANSFER_FIT, TRANSFER_FITS
+from ..choices import DEFAULT_GUARD, DEFAULT_SCENE_CUT, DEFAULT_TRANSFER_FIT, GUARDS, STILLS_TRANSFER_FIT, TRANSFER_FITS
 from ..pipeline.speed import SpeedSettings, speed_fields  # torch-free: options are checked before torch loads
 from ..work_size import parse_work_size
 
@@ -48,6 +48,14 @@ stills_transfer_fit_option = _transfer_fit_option(
     STILLS_TRANSFER_FIT, "Stills default to wide (sharper; flicker does not matter in one picture)."
 )
 
+guard_option = click.option(
+    "--guard",
+    type=click.Choice(list(GUARDS)),
+    default=DEFAULT_GUARD,
+    show_default=True,
+    help="Guard rails on the fitted result: " + "; ".join(f"{name}: {text}" for name, text in GUARDS.items()) + ".",
+)
+
 
 _STREAM_OPTIONS = (
     click.option(
@@ -80,8 +88,9 @@ _STREAM_OPTIONS = (
 
 
 def speed_options(f: Callable) -> Callable:
-    """``--work-size``, ``--transfer-fit``, ``--keyframe-interval``, ``--scene-cut`` and the engine tuning switches."""
-    for option in reversed((transfer_fit_option, *_STREAM_OPTIONS)):
+    """``--work-size``, ``--transfer-fit``, ``--guard``, ``--keyframe-interval``, ``--scene-cut`` and the engine
+    tuning switches."""
+    for option in reversed((transfer_fit_option, guard_option, *_STREAM_OPTIONS)):
         f = option(f)
     return work_size_option()(f)
 

@@ -92,11 +92,16 @@ def limit_colour_shift(x: Tensor, a: Tensor, b: Tensor, tolerance: float = COLOU
     return a, b + c.view(-1, 3, 1, 1).to(b.dtype)
 
 
-def guard(x: Tensor, a: Tensor, b: Tensor, radius: int | None = None) -> tuple[Tensor, Tensor]:
-    """Both guard rails: the colour balance first, then shadows and highlights (:func:`guard_coefficients`).
+def guard(x: Tensor, a: Tensor, b: Tensor, mode: str = "on", radius: int | None = None) -> tuple[Tensor, Tensor]:
+    """The guard rails of ``mode`` (:data:`~streamdehaze.choices.GUARDS`): ``on``, the colour balance
+    (:func:`limit_colour_shift`) and then shadows and highlights (:func:`guard_coefficients`); ``range``,
+    shadows and highlights only; ``off``, ``(a, b)`` unchanged.
 
     ``radius`` None: 1/80 of the working short side (2 at the shipped model's 160), at least 1.
     """
-    a, b = limit_colour_shift(x, a, b)
+    if mode == "off":
+        return a, b
+    if mode == "on":
+        a, b = limit_colour_shift(x, a, b)
     radius = max(1, round(min(x.shape[-2:]) / 80)) if radius is None else radius
     return guard_coefficients(x, a, b, radius)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..choices import (  # noqa: F401 - re-exported: the presets live in choices (no torch for --help)
+    DEFAULT_GUARD,
     DEFAULT_TRANSFER_FIT,
     STILLS_TRANSFER_FIT,
     TRANSFER_FITS,
@@ -100,16 +101,16 @@ def transfer(
     eps: float = 1e-4,
     strength: float = 1.0,
     shared_gain: bool | None = None,
-    guard: bool = True,
+    guard: str = DEFAULT_GUARD,
 ) -> Tensor:
     """One batch of unrelated images ``x`` ``(B, 3, H, W)`` in [0, 1] dehazed through the working size ``size``.
 
     ``run_model``: ``(B, 3, h, w)`` → ``(B, 3, h, w)`` in [0, 1]. At full size (``size`` = ``(H, W)``)
     the network's own output, else downscale → network → fit ``(a, b)`` → apply to ``x``
     (float32 out). ``strength``: see :func:`strengthen`; ``radius``/``shared_gain`` None: ``fit``'s;
-    ``guard``: the guard rails of :func:`streamdehaze.ops.guard.guard` after the fit.
-    No keyframes, no smoothing: the
-    engine's stateful stages add those for streams.
+    ``guard``: the guard rails after the fit (a :data:`~streamdehaze.choices.GUARDS` name,
+    :func:`streamdehaze.ops.guard.guard`). No keyframes, no smoothing: the engine's stateful stages add
+    those for streams.
     """
     if tuple(size) == tuple(x.shape[-2:]):
         return blend(x, run_model(x), strength)
@@ -119,6 +120,5 @@ def transfer(
         r = radius if radius is not None else default_radius(*low.shape[-2:], fit)
         gain = TRANSFER_FITS[fit].shared_gain if shared_gain is None else shared_gain
         a, b = fit_coefficients(low, y, r, eps, gain)
-        if guard:
-            a, b = guard_rails(low, a, b)
+        a, b = guard_rails(low, a, b, guard)
         return apply_affine(*strengthen(a, b, strength), x.float())

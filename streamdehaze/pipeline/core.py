@@ -7,7 +7,7 @@ these calls, never inside them. The functions, all on the device, ``(B, 3, ·, �
 * :meth:`Core.plain`: the network at full resolution, ``x → y``;
 * :meth:`Core.coefficients`: the guided transfer's core, ``low → (a, b)``: the network at the working
   size and the affine fit ``y ≈ a · low + b`` (:func:`~streamdehaze.ops.transfer_fit.fit_coefficients`),
-  then the guard rails (:func:`~streamdehaze.ops.guard.guard`) unless ``guard`` is off;
+  then the guard rails of ``guard`` (:func:`~streamdehaze.ops.guard.guard`);
 * for networks with a global airlight (the dark channel prior, :attr:`~streamdehaze.nets.dehazer.Dehazer.has_airlight`)
   the same split in two: :meth:`Core.airlight` (``x → (B, 3)``), then, after a stateful stage has
   smoothed the airlight, :meth:`Core.plain_with` / :meth:`Core.coefficients_with`.
@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..choices import DEFAULT_GUARD
 from ..errors import ModelError
 from ..ops.guard import guard as guard_rails
 from ..ops.transfer_fit import DEFAULT_TRANSFER_FIT, TRANSFER_FITS, default_radius, fit_coefficients
@@ -70,7 +71,7 @@ class Core:
         eps: float = 1e-4,
         shared_gain: bool | None = None,
         graph: Wrapper | None = None,
-        guard: bool = True,
+        guard: str = DEFAULT_GUARD,
     ) -> None:
         options = options or EngineOptions().resolved(device)
         self.model, self.device, self.precision = model, device, precision
@@ -116,7 +117,7 @@ class Core:
         with torch.autocast(low.device.type, enabled=False):
             r = self.radius if self.radius is not None else default_radius(*low.shape[-2:], self.fit)
             a, b = fit_coefficients(low, y.float(), r, self.eps, self.shared_gain)
-            return guard_rails(low, a, b) if self.guard else (a, b)
+            return guard_rails(low, a, b, self.guard)
 
     def _plain_fn(self, x: Tensor) -> Tensor:
         return self._net(x)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..backends import check_backend
-from ..choices import DEFAULT_SCENE_CUT, DEFAULT_TRANSFER_FIT, check_transfer_fit
+from ..choices import DEFAULT_GUARD, DEFAULT_SCENE_CUT, DEFAULT_TRANSFER_FIT, check_guard, check_transfer_fit
 from ..errors import InputError
 from ..work_size import WorkSize, parse_work_size
 
@@ -32,7 +32,8 @@ class SpeedSettings:
     (``0.5``); ``keyframe_interval``: run the network every K frames; ``scene_cut``: the change of
     the frame's thumbnail since the previous frame that counts as a scene cut (it forces a keyframe and
     resets every temporal state, :mod:`.frame_state`); ``transfer_fit``: the shape of the guided transfer's fit
-    (:data:`~.transfer.TRANSFER_FITS`); the rest: :class:`~.tuning.EngineOptions` (None = device default)."""
+    (:data:`~.transfer.TRANSFER_FITS`); ``guard``: the rails after the fit (:data:`~..choices.GUARDS`); the
+    rest: :class:`~.tuning.EngineOptions` (None = device default)."""
 
     work_size: str | float | WorkSize | None = "auto"
     keyframe_interval: int = 1
@@ -43,9 +44,11 @@ class SpeedSettings:
     cuda_graphs: bool = False
     device_yuv: bool | None = None
     transfer_fit: str = DEFAULT_TRANSFER_FIT
+    guard: str = DEFAULT_GUARD
 
     def __post_init__(self) -> None:
         check_transfer_fit(self.transfer_fit)
+        check_guard(self.guard)
 
     def resolved_work_size(self, device: torch.device | str, model: object = None) -> WorkSize:
         """``model``: the network (or :class:`~..nets.dehazer.Dehazer`) ``auto`` may defer to."""
@@ -60,7 +63,7 @@ class SpeedSettings:
         from .transfer import GuidedTransfer
 
         work = self.resolved_work_size(device, model)
-        return GuidedTransfer(work, self.keyframe_interval, self.scene_cut, fit=self.transfer_fit)
+        return GuidedTransfer(work, self.keyframe_interval, self.scene_cut, fit=self.transfer_fit, guard=self.guard)
 
     def build_engine(
         self,
@@ -124,6 +127,7 @@ def _bool(text: str) -> bool:
 OVERRIDE_KEYS: dict[str, tuple[str, Any]] = {
     "work-size": ("work_size", str),
     "transfer-fit": ("transfer_fit", check_transfer_fit),
+    "guard": ("guard", check_guard),
     "keyframe-interval": ("keyframe_interval", int),
     "scene-cut": ("scene_cut", float),
     "channels-last": ("channels_last", _bool),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..choices import DEFAULT_GUARD, check_guard
 from ..errors import InputError
 from ..ops.transfer_fit import (  # noqa: F401 - re-exported: the transfer's presets live with the fit
     DEFAULT_TRANSFER_FIT,
@@ -49,8 +50,9 @@ class GuidedTransfer:
             scattering model gives dehazing; None = ``fit``'s. Alone, with the shipped AECR-Net, it
             added 0.08/0.12 dB on the SOTS dev splits, and more flicker under ``--temporal ema``.
         fit: a :data:`TRANSFER_FITS` name, the preset for ``radius`` and ``shared_gain``.
-        guard: the guard rails of :mod:`streamdehaze.ops.guard` after the fit (no shadow pushed into
-            black, no sky into white, a frame's colour balance moved at most 3 levels).
+        guard: the guard rails after the fit, a :data:`~streamdehaze.choices.GUARDS` name
+            (:mod:`streamdehaze.ops.guard`; ``on``: no shadow pushed into black, no sky into white, a
+            frame's colour balance moved at most 3 levels).
     """
 
     work_size: WorkSize | str | float | None = FULL
@@ -60,11 +62,12 @@ class GuidedTransfer:
     eps: float = 1e-4
     shared_gain: bool | None = None
     fit: str = DEFAULT_TRANSFER_FIT
-    guard: bool = True
+    guard: str = DEFAULT_GUARD
 
     def __post_init__(self) -> None:
         self.work_size = parse_work_size(self.work_size)
         check_transfer_fit(self.fit)
+        check_guard(self.guard)
         check_scene_cut(self.scene_cut)
         if self.keyframe_interval < 1:
             raise InputError(f"--keyframe-interval {self.keyframe_interval}: expected a whole number >= 1")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..nets.dehazer import Dehazer
-from ..ops.transfer_fit import transfer
+from ..ops.transfer_fit import STILLS_TRANSFER_FIT, transfer
 from ..work_size import parse_work_size
 
 
@@ -22,7 +22,7 @@ def validate(
     The network runs in eval mode (FastDeconv on its running statistics, as at inference), on
     reflect-padded inputs cropped back (:class:`Dehazer`); ``net``'s train/eval mode is restored afterwards. With a
     ``work_size`` other than full, it runs through the guided transfer's stateless path
-    (:func:`~streamdehaze.ops.transfer_fit.transfer`) as ``eval --work-size`` does.
+    (:func:`~streamdehaze.ops.transfer_fit.transfer`) with the stills fit, as ``eval --work-size`` does.
     """
     from ..metrics import psnr, ssim  # imported here: training without validation does not need it
 
@@ -34,7 +34,7 @@ def validate(
     try:
         for hazy, clear in pairs:
             x = hazy.to(device)
-            out = transfer(run, x, work.size_for(*x.shape[-2:])).clamp(0.0, 1.0)
+            out = transfer(run, x, work.size_for(*x.shape[-2:]), STILLS_TRANSFER_FIT).clamp(0.0, 1.0)
             y = clear.to(device)
             p_sum += float(psnr(out, y).clamp(max=100.0).sum())
             s_sum += float(ssim(out, y).sum())
