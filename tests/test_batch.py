@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from children import default_sigint
 from click.testing import CliRunner
 from media import make_clip, make_clip_with_track, make_images, read_index, read_video, track_packets
 
@@ -180,7 +181,8 @@ def test_ctrl_c_leaves_finished_files_and_the_manifest_consistent(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     clip_folder(src, frames=(12,) * 6, broken=False)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([*CLI, "run", str(src), "-o", str(out), *FAST], env=env, stdout=subprocess.PIPE, text=True)
+    cmd = [*CLI, "run", str(src), "-o", str(out), *FAST]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not ((out / MANIFEST_NAME).exists() and manifest(out)):
         time.sleep(0.05)

@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import pytest
 import torch
+from children import default_sigint
 from click.testing import CliRunner
 from media import audio_packets, make_clip, read_index, read_video, truncate, video_times
 
@@ -31,12 +32,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def default_sigint() -> None:
-    """In the child: Ctrl-C's default action, as at a terminal. A test run started in the background
-    (``pytest &``, CI) ignores SIGINT, and children inherit that: Python then installs no handler."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def files_in(folder: Path) -> set[str]:

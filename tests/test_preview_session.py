@@ -12,6 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from children import default_sigint
 from media import make_clip, pattern_frame, read_index, read_video
 
 from streamdehaze.api import build_pipeline
@@ -428,7 +429,7 @@ def test_ctrl_c_while_a_file_is_paused_stops_at_once(tmp_path):
     child = subprocess.Popen(
         [*cmd, "--model", "dcp", "--web", "127.0.0.1:0", "--temporal", "off"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal, even under `pytest &`
+        preexec_fn=default_sigint,  # as at a terminal, even under `pytest &`
     )  # fmt: skip
     try:
         for line in child.stdout:
