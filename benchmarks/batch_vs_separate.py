@@ -17,43 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from processes import CLI, machine, timed
+
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from streamdehaze.cli import main; main()"]
-
-
-def timed(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system, the process and its threads) of one command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        sys.exit(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def machine() -> dict[str, object]:
-    import torch
-
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
 
 
 def main() -> None:
@@ -79,9 +51,11 @@ def main() -> None:
                 shutil.copy(args.clip, target)
         for r in range(args.rounds):
             out = Path(tmp) / f"batch_{r}"
-            batch.append(timed(["run", str(folder), "-o", f"{out}/", *args.extra]))
+            batch.append(timed([*CLI, "run", str(folder), "-o", f"{out}/", *args.extra]))
             files = sorted(folder.iterdir())
-            runs = [timed(["run", str(f), "-o", str(Path(tmp) / f"sep_{r}" / f.name), *args.extra]) for f in files]
+            runs = [
+                timed([*CLI, "run", str(f), "-o", str(Path(tmp) / f"sep_{r}" / f.name), *args.extra]) for f in files
+            ]
             separate.append((sum(w for w, _ in runs), sum(c for _, c in runs)))
             print(f"round {r + 1}: batch {batch[-1]}, separate {separate[-1]} (wall s, CPU s)", file=sys.stderr)
     wall = statistics.median(w for w, _ in batch), statistics.median(w for w, _ in separate)

@@ -2,10 +2,10 @@
 real pairs, next to the hazy input and the dark channel prior, as a markdown table.
 
 Usage: python benchmarks/model_card.py [--weights models/aecrnet.pt] [--data DIR]
-       [--work-size model,model+flip,model+wide,full]
+       [--work-size model,model+flip,model+local,model+off,full]
 
-Suffixes of a working size: ``+flip`` evaluates it with ``--flip-average``, ``+wide`` with
-``--transfer-fit wide`` (both: ``model+flip+wide``).
+Suffixes of a working size: ``+flip`` evaluates it with ``--flip-average``, ``+wide`` / ``+local``
+with that ``--transfer-fit``, ``+range`` / ``+off`` with that ``--guard`` (several: ``model+flip+local``).
 
 Each row is one ``streamdehaze eval --json`` call (printed, so it can be rerun by hand).
 DATA_DIR defaults to $STREAMDEHAZE_DATA or ../shared/data beside the repository.
@@ -33,14 +33,14 @@ def default_data_dir() -> Path:
 
 def run_eval(data: Path, model: str, weights: str | None, work_size: str) -> tuple[dict, float, str]:
     work_size, *suffixes = work_size.split("+")
-    unknown = set(suffixes) - {"flip", "wide"}
+    unknown = set(suffixes) - {"flip", "wide", "local", "range", "off"}
     if unknown:
-        raise SystemExit(f"--work-size: unknown suffix +{unknown.pop()} (expected +flip or +wide)")
+        raise SystemExit(f"--work-size: unknown suffix +{unknown.pop()} (expected +flip, +wide, +local, +range, +off)")
     cmd = ["streamdehaze", "eval", "--model", model, "--work-size", work_size, "--json"]
     if "flip" in suffixes:
         cmd.append("--flip-average")
-    if "wide" in suffixes:
-        cmd += ["--transfer-fit", "wide"]
+    cmd += [arg for fit in ("wide", "local") if fit in suffixes for arg in ("--transfer-fit", fit)]
+    cmd += [arg for guard in ("range", "off") if guard in suffixes for arg in ("--guard", guard)]
     if weights:
         cmd += ["--weights", weights]
     for name in SETS:
@@ -56,8 +56,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=default_data_dir())
     ap.add_argument(
         "--work-size",
-        default="model,model+flip,model+wide,full",
-        help="comma-separated --work-size values for AECR-Net; +flip: with --flip-average, +wide: --transfer-fit wide",
+        default="model,model+flip,model+local,model+range,model+off,full",
+        help="comma-separated --work-size values for AECR-Net with suffixes (see the module's help)",
     )
     args = ap.parse_args()
 
@@ -73,7 +73,8 @@ def main() -> None:
         if baseline is None:
             baseline = {n: (s["input_psnr"], s["input_ssim"]) for n, s in zip(SETS, result["sets"].values())}
         flags = ", `--flip-average`" if result.get("flip_average") else ""
-        flags += ", `--transfer-fit wide`" if result.get("transfer_fit") == "wide" else ""
+        flags += f", `--transfer-fit {result['transfer_fit']}`" if result.get("transfer_fit") else ""
+        flags += f", `--guard {result['guard']}`" if result.get("guard") not in (None, "on") else ""
         rows.append((f"`{model}`, work size {result['work_size']}{flags}", per_set))
     rows.insert(0, ("hazy input", baseline))
 

@@ -48,8 +48,8 @@ def check_transfer_fit(name: str) -> str:
 
 # ``--guard`` (see :mod:`.ops.guard`): the rails applied to the transfer's coefficients after the fit
 GUARDS = {
-    "on": "no pixel pushed into black or white that the input did not have, and a frame's colour balance "
-    "moved at most 3 levels",
+    "on": "no pixel pushed into black or white that the input did not have, and no tint: a frame's colour "
+    "balance within 3 levels of what removing grey haze at the same gain gives",
     "range": "only the black and white rails (the colour balance as the network made it)",
     "off": "the network's result as fitted",
 }

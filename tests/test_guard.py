@@ -12,7 +12,7 @@ from streamdehaze.ops.guard import (
     guard,
     guard_coefficients,
     guard_strength,
-    limit_colour_shift,
+    limit_tint,
 )
 
 
@@ -72,26 +72,6 @@ def test_neighbours_of_a_limited_pixel_are_limited_and_bounds_hold_everywhere():
     assert torch.all(s_used <= s_own + 1e-5)
 
 
-def test_colour_shift_beyond_the_tolerance_is_removed_and_brightness_kept():
-    g = torch.Generator().manual_seed(5)
-    x = 0.3 + 0.4 * torch.rand(2, 3, 12, 16, generator=g)
-    a = torch.full_like(x, 1.8)
-    b = torch.full_like(x, -0.3)
-    b[:, 2] += 0.08  # the dehazer adds 0.08 of blue: a tint far beyond 3 levels
-    b[1] -= torch.tensor([0.0, 0.0, 0.08]).view(3, 1, 1)  # frame 1: no tint, must stay as it is
-    ga, gb = limit_colour_shift(x, a, b)
-    assert torch.equal(ga, a)
-    y, y2 = a * x + b, ga * x + gb
-    br = lambda z: z[:, 2].mean((1, 2)) - z[:, 0].mean((1, 2))  # noqa: E731
-    gm = lambda z: z[:, 1].mean((1, 2)) - (z[:, 0].mean((1, 2)) + z[:, 2].mean((1, 2))) / 2  # noqa: E731
-    shift_before, shift_after = br(y) - br(x), br(y2) - br(x)
-    assert float(shift_before[0]) > 0.05
-    assert abs(float(shift_after[0])) == pytest.approx(COLOUR_TOLERANCE, abs=1e-5)  # pulled back to the tolerance
-    assert abs(float(gm(y2)[0] - gm(x)[0])) <= COLOUR_TOLERANCE + 1e-5
-    torch.testing.assert_close(y2[1], y[1])  # within tolerance: unchanged
-    torch.testing.assert_close(y2.mean(1), y.mean(1))  # offsets sum to zero: brightness as the network made it
-
-
 def test_guard_modes_choose_the_rails():
     """``--guard``: on = colour + range, range = black/white only, off = the fit as it is."""
     g = torch.Generator().manual_seed(7)
@@ -107,3 +87,22 @@ def test_guard_modes_choose_the_rails():
     tint = lambda z: float(z[:, 2].mean() - z[:, 0].mean())  # noqa: E731
     assert tint(_apply(x, *guard(x, a, b, "range"))) - tint(x) > 2 * COLOUR_TOLERANCE  # colour as the network made it
     assert tint(_apply(x, *guard(x, a, b, "on"))) - tint(x) < COLOUR_TOLERANCE + 0.01  # the tint limited
+
+
+def test_a_grey_dehazing_keeps_its_colours_and_a_tint_is_limited():
+    """``limit_tint``: the input's own colours scaled by the gain (removing grey airlight) pass; a tint
+    the offsets add beyond that is pulled back to the tolerance."""
+    g = torch.Generator().manual_seed(3)
+    x = 0.3 + 0.3 * torch.rand(1, 3, 12, 16, generator=g)
+    x[:, 2] += 0.1  # a bluish scene under the haze
+    a = torch.full_like(x, 1.8)
+    b = torch.full_like(x, -0.35)  # grey airlight removed: the blue-red balance grows by 0.08
+    br = lambda z: float(z[:, 2].mean() - z[:, 0].mean())  # noqa: E731
+    ga, gb = limit_tint(x, a, b)
+    assert br(_apply(x, a, b)) - br(x) > 0.05
+    torch.testing.assert_close(_apply(x, ga, gb), _apply(x, a, b))  # a grey dehazing is left alone
+    tinted = b.clone()
+    tinted[:, 2] += 0.08  # the network adds blue on top
+    ga, gb = limit_tint(x, a, tinted)
+    assert br(_apply(x, ga, gb)) - br(_apply(x, a, b)) == pytest.approx(COLOUR_TOLERANCE, abs=1e-5)
+    torch.testing.assert_close(_apply(x, ga, gb).mean(1), _apply(x, a, tinted).mean(1))  # brightness kept

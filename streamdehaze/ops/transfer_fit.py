@@ -58,6 +58,19 @@ def fit_coefficients(
     return a, b + my - a * mx
 
 
+def guarded_fit(
+    low: Tensor, y: Tensor, radius: int, eps: float, shared_gain: bool, guard: str = DEFAULT_GUARD
+) -> tuple[Tensor, Tensor]:
+    """:func:`fit_coefficients` then the guard rails of ``guard`` (:func:`streamdehaze.ops.guard.guard`).
+
+    With ``guard`` ``on`` and a gain per channel, the tint is measured on a shared-gain fit of the
+    same result (:func:`~streamdehaze.ops.guard.limit_tint`'s ``reference``): one more fit at the working size.
+    """
+    a, b = fit_coefficients(low, y, radius, eps, shared_gain)
+    reference = fit_coefficients(low, y, radius, eps, True) if guard == "on" and not shared_gain else None
+    return guard_rails(low, a, b, guard, reference=reference)
+
+
 def downscale(x: Tensor, size: tuple[int, int]) -> Tensor:
     """``(B, 3, H, W)`` → ``(B, 3, h, w)`` float32, antialiased bilinear (``x`` as float32 when already that size)."""
     x = x.float()
@@ -119,6 +132,5 @@ def transfer(
         y = run_model(low).float()
         r = radius if radius is not None else default_radius(*low.shape[-2:], fit)
         gain = TRANSFER_FITS[fit].shared_gain if shared_gain is None else shared_gain
-        a, b = fit_coefficients(low, y, r, eps, gain)
-        a, b = guard_rails(low, a, b, guard)
+        a, b = guarded_fit(low, y, r, eps, gain, guard)
         return apply_affine(*strengthen(a, b, strength), x.float())

@@ -27,8 +27,7 @@ import torch
 
 from ..choices import DEFAULT_GUARD
 from ..errors import ModelError
-from ..ops.guard import guard as guard_rails
-from ..ops.transfer_fit import DEFAULT_TRANSFER_FIT, TRANSFER_FITS, default_radius, fit_coefficients
+from ..ops.transfer_fit import DEFAULT_TRANSFER_FIT, TRANSFER_FITS, default_radius, guarded_fit
 from .tuning import EngineOptions, FixedShapes, GraphedModel, model_runner
 
 Tensor = torch.Tensor
@@ -116,8 +115,7 @@ class Core:
     def _fit(self, low: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         with torch.autocast(low.device.type, enabled=False):
             r = self.radius if self.radius is not None else default_radius(*low.shape[-2:], self.fit)
-            a, b = fit_coefficients(low, y.float(), r, self.eps, self.shared_gain)
-            return guard_rails(low, a, b, self.guard)
+            return guarded_fit(low, y.float(), r, self.eps, self.shared_gain, self.guard)
 
     def _plain_fn(self, x: Tensor) -> Tensor:
         return self._net(x)

@@ -1,0 +1,81 @@
+"""``streamdehaze run CLIP -o out.mp4`` against a plain re-encode of the same clip, whole processes.
+
+The plain re-encode is what any video tool pays at least: PyAV decodes the clip, converts each
+frame to rgb24 and encodes it with libx264 (preset veryfast, crf 18, the same as ``run``'s
+defaults), in a fresh Python process. ``run`` is timed the same way, start-up included (Python,
+torch, the model load): what a user pays. The two alternate within each round; the figure is the
+ratio of the medians (and each round's ratio), wall and CPU time (user + system). Issue 22's
+target on a 2-core CPU: at most 3.0. Extra arguments after ``--`` go to ``run``.
+
+    python benchmarks/cost_vs_transcode.py --rounds 3
+    python benchmarks/cost_vs_transcode.py --rounds 3 -- --backend torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from processes import CLI, machine, timed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRANSCODE = """
+import sys, av
+src, dst = sys.argv[1], sys.argv[2]
+with av.open(src) as inp, av.open(dst, "w") as out:
+    vin = inp.streams.video[0]
+    vin.thread_type = "AUTO"
+    vout = out.add_stream("libx264", rate=vin.average_rate or 25)
+    vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+    vout.options = {"preset": "veryfast", "crf": "18"}
+    for frame in inp.decode(vin):
+        rgb = frame.to_ndarray(format="rgb24")
+        for packet in vout.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            out.mux(packet)
+    for packet in vout.encode():
+        out.mux(packet)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", default=str(ROOT / "samples" / "foggy_drive.mp4"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
+    parser.add_argument("extra", nargs="*", help="Arguments for the run command (after --).")
+    args = parser.parse_args()
+    info = {"machine": machine(), "clip": args.clip, "rounds": args.rounds}
+    info["settings"] = " ".join(args.extra) or "(defaults)"
+    runs: list[tuple[float, float]] = []
+    plain: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            plain.append(timed([sys.executable, "-c", TRANSCODE, args.clip, str(Path(tmp) / f"plain_{r}.mp4")]))
+            runs.append(timed([*CLI, "run", args.clip, "-o", str(Path(tmp) / f"run_{r}.mp4"), *args.extra]))
+            print(f"round {r + 1}: run {runs[-1]}, re-encode {plain[-1]} (wall s, CPU s)", file=sys.stderr)
+    wall = statistics.median(w for w, _ in runs), statistics.median(w for w, _ in plain)
+    cpu = statistics.median(c for _, c in runs), statistics.median(c for _, c in plain)
+    info.update(run=[[round(x, 2) for x in t] for t in runs], reencode=[[round(x, 2) for x in t] for t in plain])
+    info.update(wall_s=[round(x, 2) for x in wall], cpu_s=[round(x, 2) for x in cpu])
+    info.update(wall_ratio=round(wall[0] / wall[1], 2), cpu_ratio=round(cpu[0] / cpu[1], 2))
+    info["round_wall_ratios"] = [round(a[0] / b[0], 2) for a, b in zip(runs, plain)]
+    info["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    if args.json:
+        print(json.dumps(info))
+        return
+    print(f"machine: {json.dumps(info['machine'])}; load average at the end {info['load_average_at_end']}")
+    print(f"clip: {args.clip}; run settings: {info['settings']}; rounds: {args.rounds}")
+    print(f"streamdehaze run:  {wall[0]:6.2f} s wall, {cpu[0]:6.2f} s CPU (medians)")
+    print(f"plain re-encode:   {wall[1]:6.2f} s wall, {cpu[1]:6.2f} s CPU (medians)")
+    rounds = ", ".join(f"{x:.2f}" for x in info["round_wall_ratios"])
+    print(f"ratio run / re-encode: {info['wall_ratio']:.2f} wall (per round {rounds}), {info['cpu_ratio']:.2f} CPU")
+
+
+if __name__ == "__main__":
+    main()

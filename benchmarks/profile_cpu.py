@@ -1,0 +1,139 @@
+"""Where the inference stage's time goes, per frame, on the sample clip (issue 22's profile).
+
+Each step of the shipped model's default video path is timed alone on the same batch of decoded
+frames, in a worker thread as the pipeline runs it, medians over ``--repeat`` rounds: decode
+(file → RGB uint8, the source's colour conversion), uint8 → float, downscale to the working size,
+the network, the transfer's fit (with the guard), the temporal smoothing, upsample + apply at full
+resolution, float → uint8, and the encoder's RGB → YUV conversion plus libx264. The sum of the
+engine's steps is next to the engine's own time for the same batch (``Engine.infer``).
+
+    python benchmarks/profile_cpu.py
+    python benchmarks/profile_cpu.py --backend torch --batch 4 --repeat 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from processes import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def median_seconds(fn, repeat: int) -> float:
+    from streamdehaze.bench.timing import in_worker
+
+    @in_worker
+    def rounds() -> list[float]:
+        fn()  # warm-up
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    return statistics.median(rounds())
+
+
+def main() -> None:
+    from streamdehaze.backends.select import describe_backend, load_dehazer
+    from streamdehaze.io.sinks import open_sink
+    from streamdehaze.io.sources import open_source
+    from streamdehaze.ops.color import to_tensor, to_uint8
+    from streamdehaze.ops.guard import guard
+    from streamdehaze.ops.guided import apply_affine
+    from streamdehaze.ops.transfer_fit import default_radius, downscale, fit_coefficients
+    from streamdehaze.pipeline.speed import SpeedSettings
+    from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", default=str(ROOT / "samples" / "foggy_drive.mp4"))
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    dehazer = load_dehazer("aecrnet", device="cpu", backend=args.backend)
+    speed = SpeedSettings()
+    t = speed.transfer("cpu", dehazer)
+    with open_source(args.clip) as src:
+        info = src.info
+        frames = [f for _, f in zip(range(args.batch), src)]
+    images = [f.image for f in frames]
+    n = len(images)
+
+    def decode() -> None:
+        with open_source(args.clip) as s:
+            for _, _f in zip(range(n), s):
+                pass
+
+    x8 = torch.from_numpy(__import__("numpy").stack(images))
+    x = to_tensor(x8)
+    size = t.size_for(*x.shape[-2:])
+    low = downscale(x, size)
+    y = dehazer(low)
+    r = default_radius(*low.shape[-2:], t.fit)
+    a, b = guard(low, *fit_coefficients(low, y, r, t.eps, t.shared_gain), t.guard)
+    smoother = CoefficientSmoother(TemporalConfig())
+    out = apply_affine(a, b, x)
+    out8 = to_uint8(out).numpy()
+
+    def smooth() -> None:
+        for i in range(n):
+            smoother.step(low[i : i + 1], a[i : i + 1], b[i : i + 1])
+
+    def encode() -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            sink = open_sink(str(Path(tmp) / "o.mp4"))
+            sink.open(info)
+            for f, img in zip(frames, out8):
+                sink.write(dataclasses.replace(f, image=img))
+            sink.close()
+
+    engine = speed.build_engine(dehazer, torch.device("cpu"), temporal=None)
+    steps = {
+        "decode (file -> RGB)": decode,
+        "uint8 -> float": lambda: to_tensor(x8),
+        "downscale": lambda: downscale(x, size),
+        "network": lambda: dehazer(low),
+        "fit + guard": lambda: guard(low, *fit_coefficients(low, y, r, t.eps, t.shared_gain), t.guard),
+        "smoothing (ema)": smooth,
+        "upsample + apply": lambda: apply_affine(a, b, x),
+        "float -> uint8": lambda: to_uint8(out),
+        "encode (RGB -> YUV, x264)": encode,
+        "engine.infer (all engine steps)": lambda: engine.infer(x),
+    }
+    per_frame = {name: median_seconds(fn, args.repeat) / n * 1000 for name, fn in steps.items()}
+    result = {
+        "machine": machine(),
+        "clip": args.clip,
+        "frame": f"{x.shape[-1]}x{x.shape[-2]}",
+        "working size": f"{size[1]}x{size[0]}",
+        "backend": describe_backend(dehazer),
+        "batch": n,
+        "threads": torch.get_num_threads(),
+        "ms_per_frame": {k: round(v, 2) for k, v in per_frame.items()},
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"machine: {json.dumps(result['machine'])}")
+    print(f"{args.clip}: {result['frame']}, working size {result['working size']}, {result['backend']}, ", end="")
+    print(f"batch {n}, torch threads {result['threads']}, medians of {args.repeat}")
+    for name, ms in per_frame.items():
+        print(f"  {name:34s} {ms:8.2f} ms/frame")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
