@@ -106,3 +106,20 @@ def test_a_grey_dehazing_keeps_its_colours_and_a_tint_is_limited():
     ga, gb = limit_tint(x, a, tinted)
     assert br(_apply(x, ga, gb)) - br(_apply(x, a, b)) == pytest.approx(COLOUR_TOLERANCE, abs=1e-5)
     torch.testing.assert_close(_apply(x, ga, gb).mean(1), _apply(x, a, tinted).mean(1))  # brightness kept
+
+
+@pytest.mark.parametrize("shared_gain", [True, False])
+def test_the_fit_with_the_tint_rail_keeps_a_grey_dehazing_and_removes_a_tint(shared_gain):
+    from streamdehaze.ops.transfer_fit import guarded_fit
+
+    g = torch.Generator().manual_seed(11)
+    x = 0.3 + 0.3 * torch.rand(1, 3, 24, 32, generator=g)
+    x[:, 0] += 0.1  # a reddish scene under grey haze
+    grey = 1.5 * x - 0.2
+    br = lambda z: float(z[:, 2].mean() - z[:, 0].mean())  # noqa: E731
+    on, rng = (_apply(x, *guarded_fit(x, grey, 2, 1e-4, shared_gain, mode)) for mode in ("on", "range"))
+    torch.testing.assert_close(on, rng, atol=1e-4, rtol=0)  # the colours a grey dehazing restores are kept
+    tinted = grey.clone()
+    tinted[:, 2] += 0.1  # and a tint the network adds on top is pulled back to the tolerance
+    y = _apply(x, *guarded_fit(x, tinted, 2, 1e-4, shared_gain, "on"))
+    assert br(y) - br(grey) == pytest.approx(COLOUR_TOLERANCE, abs=2e-3)
