@@ -235,3 +235,36 @@ def test_bounded_queue_timeouts_and_drop_policy():
     live.put(7, timeout=0)
     live.put(8, timeout=0)  # END is never dropped
     assert live.get(0) is END and live.get(0) == 8
+
+
+def test_ctrl_c_while_the_stages_start_still_ends_the_run(monkeypatch):
+    """A real SIGINT that lands while the stages are being started: the run still ends, with what was
+    processed written (a stage left unstarted once made an interrupted batch wait for ever)."""
+    import os
+    import signal
+
+    from streamdehaze.pipeline.stage import Worker
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even under `pytest &`, which ignores it
+    original = Worker.start
+
+    def start(self):
+        if self.name == "inference":
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs in the main thread now
+        original(self)
+
+    monkeypatch.setattr(Worker, "start", start)
+    sink = FakeSink()
+    pipe = Pipeline(FakeSource(40, interval=0.002), Negative(), sink, batch=2)
+    watchdog = threading.Timer(60, lambda: (pipe._stop.set(), pipe._done.set()))  # bounds a regression's hang
+    watchdog.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pipe.run()
+    finally:
+        watchdog.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert pipe.stats.status == "interrupted" and sink.status == "interrupted"
+    assert [f.index for f in sink.frames] == list(range(len(sink.frames)))  # a gap-free prefix
+    assert not pipeline_threads()

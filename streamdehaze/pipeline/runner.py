@@ -157,8 +157,12 @@ class Pipeline:
             worker = Worker(name, loop, self._on_error)
             self._workers.append(worker)
             self.stats.stages[name] = worker.stats
-        for worker in self._workers:
-            worker.start()
+        # The stages are started by a helper thread, which Ctrl-C (a KeyboardInterrupt in the main
+        # thread) does not interrupt: one landing between two starts left a stage that never started,
+        # and an interrupted run waited for ever for it to finish (seen in the batch Ctrl-C test).
+        starter = threading.Thread(target=lambda: [w.start() for w in self._workers], name="start stages")
+        starter.start()
+        starter.join()
 
     def _on_error(self, err: BaseException) -> None:
         self._stop.set()
