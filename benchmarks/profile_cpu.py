@@ -4,8 +4,9 @@ Each step of the shipped model's default video path is timed alone on the same b
 frames, in a worker thread as the pipeline runs it, medians over ``--repeat`` rounds: decode
 (file → RGB uint8, the source's colour conversion), uint8 → float, downscale to the working size,
 the network, the transfer's fit (with the guard), the temporal smoothing, upsample + apply at full
-resolution, float → uint8, and the encoder's RGB → YUV conversion plus libx264. The sum of the
-engine's steps is next to the engine's own time for the same batch (``Engine.infer``).
+resolution, float → uint8 (or the CPU's apply straight into uint8 frames), and the encoder's RGB →
+YUV conversion plus libx264. The engine's own time for the same batch is the last rows: float
+tensors in and out (``Engine.infer``), and uint8 frames in and out as the pipeline runs it.
 
     python benchmarks/profile_cpu.py
     python benchmarks/profile_cpu.py --backend torch --batch 4 --repeat 7
@@ -47,6 +48,7 @@ def main() -> None:
     from streamdehaze.backends.select import describe_backend, load_dehazer
     from streamdehaze.io.sinks import open_sink
     from streamdehaze.io.sources import open_source
+    from streamdehaze.ops.apply_cpu import apply_affine_uint8
     from streamdehaze.ops.color import to_tensor, to_uint8
     from streamdehaze.ops.guard import guard
     from streamdehaze.ops.guided import apply_affine
@@ -109,10 +111,12 @@ def main() -> None:
         "network": lambda: dehazer(low),
         "fit + guard": lambda: guard(low, *fit_coefficients(low, y, r, t.eps, t.shared_gain), t.guard),
         "smoothing (ema)": smooth,
-        "upsample + apply": lambda: apply_affine(a, b, x),
+        "upsample + apply (float)": lambda: apply_affine(a, b, x),
         "float -> uint8": lambda: to_uint8(out),
+        "apply into uint8 (ops/apply_cpu)": lambda: apply_affine_uint8(a, b, x8),
         "encode (RGB -> YUV, x264)": encode,
-        "engine.infer (all engine steps)": lambda: engine.infer(x),
+        "engine, float in and out (infer)": lambda: engine.infer(x),
+        "engine, uint8 frames in and out": lambda: engine._forward(x8),
     }
     per_frame = {name: median_seconds(fn, args.repeat) / n * 1000 for name, fn in steps.items()}
     result = {

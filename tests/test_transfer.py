@@ -286,3 +286,30 @@ def test_transfer_fit_presets_set_the_radius_and_the_gain_form():
     assert "fit" not in GuidedTransfer(work).describe(120, 160)
     with pytest.raises(InputError, match="--transfer-fit 'narrow'"):
         GuidedTransfer(work, fit="narrow")
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_the_cpu_apply_into_8_bit_frames_matches_the_float_path(strength, monkeypatch):
+    """Frames through the engine on the CPU (the apply straight into uint8, ops/apply_cpu.py) come out
+    as the float path rounds them, within one level, smoothing and strength included."""
+    import streamdehaze.pipeline.stages as stages
+    from streamdehaze.ops.color import to_uint8
+    from streamdehaze.pipeline.temporal_engine import TemporalSettings
+
+    calls = []
+    fast_apply = stages.apply_affine_uint8
+    monkeypatch.setattr(stages, "apply_affine_uint8", lambda *args: calls.append(1) or fast_apply(*args))
+    x = textured(4, 72, 96, seed=5)
+    x8 = to_uint8(x)
+
+    def engine() -> Engine:
+        e = stream(AffineModel(per_channel=True), GuidedTransfer(WorkSize("scale", 0.5)), temporal=TemporalSettings())
+        e.control("strength", strength)
+        return e
+
+    fast, generic = engine(), engine()
+    out_fast = torch.cat([fast._forward(x8[:2]), fast._forward(x8[2:])])
+    out_generic = torch.cat([to_uint8(generic.infer(to_tensor(x8[i : i + 2]))) for i in (0, 2)])
+    assert len(calls) == 2 and out_fast.dtype == torch.uint8 and out_fast.shape == x8.shape
+    assert int((out_fast.int() - out_generic.int()).abs().max()) <= 1
+    assert int((out_fast.int() - x8.int()).abs().max()) > 10  # it did dehaze

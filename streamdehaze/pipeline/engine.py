@@ -185,7 +185,9 @@ class Engine:
         matrix, full_range = meta.get("yuv_matrix", "bt601"), meta.get("yuv_range") == "pc"
         with torch.inference_mode():
             x = yuv420p_to_rgb(x_uint8, matrix, full_range) if yuv else to_tensor(x_uint8)
-            y = self.infer(x)
+            y = self._infer(x, None if yuv else x_uint8)
+            if y.dtype == torch.uint8:  # the CPU's apply went straight to 8-bit frames
+                return y
             # back with the same matrix and range: the sink tags the output as the source was tagged
             return rgb_to_yuv420p(y, matrix, full_range) if yuv else to_uint8(y)
 
@@ -201,6 +203,11 @@ class Engine:
         Called directly (benchmarks, tests) it runs every step at once (controls applied first);
         ``dehaze`` off returns ``x``.
         """
+        return self._infer(x, None)
+
+    def _infer(self, x: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`infer`; with the batch's uint8 ``images`` ``(B, H, W, 3)`` also given, the result may come
+        back as uint8 frames of that layout instead (:meth:`Stages.finish_uint8`)."""
         with torch.inference_mode():
             p, self._ready = self._ready, None
             if p is None:
@@ -210,6 +217,8 @@ class Engine:
             if not isinstance(p, Prepared):
                 p = self.stages.prepare(x)
                 self.stages.decide(p)
+            if images is not None and (y := self.stages.finish_uint8(images, x, p)) is not None:
+                return y
             return self.stages.finish(x, p)
 
     # ------------------------------------------------------------------ batches of frames

@@ -13,7 +13,7 @@ device already prepares batch k + 1):
 
        keyframes ──core──► (a, b)  [DCP: core.airlight ─► airlight smoothing ─► core.coefficients_with]
        ─► keyframe reuse (bank) ─► coefficient smoothing (ema) or a caller's hook, reset at cuts
-       ─► strength ─► apply: upsample (a, b), a · x + b
+       ─► strength ─► apply: upsample (a, b), a · x + b  (CPU: into uint8 frames, :meth:`Stages.finish_uint8`)
        (full resolution, K = 1: core.plain [or its DCP split] instead of the transfer)
        ─► pixel filters: flow / pixel / the full-resolution residual ema ─► strength (x + S (y − x))
 
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..ops.apply_cpu import apply_affine_uint8
 from ..ops.guided import apply_affine
 from ..ops.transfer_fit import blend, downscale, strengthen
 from .core import Core
@@ -204,6 +205,14 @@ class Stages:
                 y = blend(x, y, self.strength)
         return y
 
+    def finish_uint8(self, images: Tensor, x: Tensor, p: Prepared) -> Tensor | None:
+        """:meth:`finish` straight into uint8 ``(B, H, W, 3)`` from the decoded ``images`` on the CPU,
+        where the batch ends with the transfer's apply (:mod:`~streamdehaze.ops.apply_cpu`); None elsewhere."""
+        if images.device.type != "cpu" or not p.coefficients or (self.post is not None and self.temporal):
+            return None
+        with torch.autocast(x.device.type, enabled=False):
+            return apply_affine_uint8(*self._coefficients(p, apply_strength=True), images)
+
     def _airlight_on(self) -> bool:
         return self.airlight is not None and self.temporal
 
@@ -213,6 +222,10 @@ class Stages:
         return self.core.plain(x)
 
     def _transfer(self, x: Tensor, p: Prepared, apply_strength: bool) -> Tensor:
+        return apply_affine(*self._coefficients(p, apply_strength), x.float())
+
+    def _coefficients(self, p: Prepared, apply_strength: bool) -> tuple[Tensor, Tensor]:
+        """Each frame's ``(a, b)`` at the working size: keyframes, reuse, smoothing (and the strength)."""
         a_k = b_k = None
         if p.nkeys:
             low_k = p.low if p.keys is None else p.low[p.keys]  # (indexing keeps channels-last, as the fit saw it)
@@ -224,9 +237,7 @@ class Stages:
         a, b = self.bank.per_frame(a_k, b_k, p.index)
         a, b = self._smooth(p, a, b)
         self.last_coefficients = (a, b)
-        if apply_strength:
-            a, b = strengthen(a, b, self.strength)
-        return apply_affine(a, b, x.float())
+        return strengthen(a, b, self.strength) if apply_strength else (a, b)
 
     def _smooth(self, p: Prepared, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         """Per frame in order: a caller's hook (reset at cuts), or the coefficient EMA when smoothing is on."""
