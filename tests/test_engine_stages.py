@@ -333,3 +333,22 @@ def test_the_device_steps_never_read_device_values_on_the_host(monkeypatch, name
             torch.ones(1).item()
         finally:
             active[0] = False
+
+
+def test_compile_calls_the_onnxruntime_runner_without_tracing_it():
+    """``--compile`` wraps the core; modules marked ``compile_opaque`` (the onnxruntime runner, whose
+    module does not import torch._dynamo at start-up) get their forward excluded from tracing."""
+    from streamdehaze.backends.onnxruntime_runner import OrtNetwork
+    from streamdehaze.pipeline.core import _keep_opaque
+
+    class Opaque(torch.nn.Module):
+        compile_opaque = OrtNetwork.compile_opaque
+
+        def forward(self, x):
+            return x + 1
+
+    model = torch.nn.Sequential(Opaque(), torch.nn.Identity())
+    _keep_opaque(model)
+    assert getattr(model[0].forward, "_torchdynamo_disable", False)
+    assert not hasattr(model[1].forward, "_torchdynamo_disable")
+    torch.testing.assert_close(torch.compile(model)(torch.zeros(2)), torch.ones(2))

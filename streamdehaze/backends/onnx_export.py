@@ -122,6 +122,10 @@ def export_network(
     """
     check_opset(opset)
     onnx, _ = require(EXPORT, "exporting to ONNX")
+    # torchvision's ops must be registered before the exporter builds its table, or deform_conv2d has
+    # no translation to DeformConv (nets/aecrnet.py imports torchvision only when it runs the op)
+    import torchvision.ops  # noqa: F401
+
     newest = onnx.defs.onnx_opset_version()
     if opset > newest:
         raise InputError(f"--opset {opset}: onnx {onnx.__version__} knows opsets up to {newest}; use {MIN_OPSET}")

@@ -93,7 +93,10 @@ class OrtNetwork(nn.Module):
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
-    @torch.compiler.disable  # an opaque call for torch.compile
+    # torch.compile must not trace into onnxruntime: the engine disables compilation of this forward
+    # when it compiles (pipeline/core.py); a decorator here would import torch._dynamo (1.3 s of start-up)
+    compile_opaque = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             raise ModelError("the onnxruntime backend cannot run inside a CUDA graph; drop --cuda-graphs")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.ops import deform_conv2d
 
 from .deconv import FastDeconv, fold_fastdeconv
 from .deform import deform_conv2d_sampled
@@ -102,6 +101,9 @@ class DeformConv(nn.Module):
         offset = torch.cat((o1, o2), dim=1)
         if uses_sampled_deform(x):
             return deform_conv2d_sampled(x, offset, self.weight, self.bias, torch.sigmoid(mask))
+        # imported here: torchvision.ops loads torch._dynamo (about 2 s of every CPU run's start-up)
+        from torchvision.ops import deform_conv2d
+
         return deform_conv2d(x, offset, self.weight, self.bias, padding=(1, 1), mask=torch.sigmoid(mask))
 
 

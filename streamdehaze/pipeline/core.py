@@ -51,6 +51,13 @@ class _Fixed:
         return _clone(self.fn(*xs))
 
 
+def _keep_opaque(model: Any) -> None:
+    """Modules that ``torch.compile`` must call, not trace (``compile_opaque``: the onnxruntime runner)."""
+    for module in model.modules() if isinstance(model, torch.nn.Module) else ():
+        if getattr(module, "compile_opaque", False):
+            module.forward = torch.compiler.disable(module.forward)
+
+
 class Core:
     """The stateless core for ``model`` on ``device`` (see the module docstring).
 
@@ -77,6 +84,8 @@ class Core:
         self.fit, self.radius, self.eps, self.guard = fit, radius, eps, guard
         self.shared_gain = TRANSFER_FITS[fit].shared_gain if shared_gain is None else shared_gain
         self.has_airlight = bool(getattr(model, "has_airlight", False))
+        if options.compile:
+            _keep_opaque(model)
         self._net = model_runner(model, device, precision, options)
         self.graphs: list[Any] = []  # the graph (or compiled) objects made, one per core function (counts, tests)
         wrap = self._wrapper(options, graph, self.graphs)
