@@ -180,3 +180,12 @@ def test_box_filter_and_fit_differentiate_like_the_naive_sums(radius):
     assert torch.autograd.gradcheck(lambda t: box_filter(t, radius), (xg,))
     y = (0.7 * x + 0.1 * torch.rand_like(x)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t: fit_affine(x, t, radius, 1e-3, shared_gain=True), (y,))
+
+
+@pytest.mark.parametrize("radius", [1, 3, 8])
+def test_box_filter_fast_cpu_path_equals_the_differentiable_one(radius):
+    """On the CPU without gradients the sums come from OpenCV; with gradients from cumulative sums."""
+    x = torch.rand(2, 3, 37, 53, generator=torch.Generator().manual_seed(radius))
+    slow = box_filter(x.clone().requires_grad_(), radius)
+    assert slow.requires_grad  # the torch path: training's --fit-loss differentiates through it
+    torch.testing.assert_close(box_filter(x, radius), slow.detach(), atol=1e-5, rtol=0)  # float32 rounding
