@@ -52,7 +52,7 @@ def main() -> None:
     from streamdehaze.ops.color import to_tensor, to_uint8
     from streamdehaze.ops.guard import guard
     from streamdehaze.ops.guided import apply_affine
-    from streamdehaze.ops.transfer_fit import default_radius, downscale, fit_coefficients
+    from streamdehaze.ops.transfer_fit import default_radius, downscale, fit_coefficients, guarded_fit
     from streamdehaze.pipeline.speed import SpeedSettings
     from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig
 
@@ -109,7 +109,7 @@ def main() -> None:
         "uint8 -> float": lambda: to_tensor(x8),
         "downscale": lambda: downscale(x, size),
         "network": lambda: dehazer(low),
-        "fit + guard": lambda: guard(low, *fit_coefficients(low, y, r, t.eps, t.shared_gain), t.guard),
+        "fit + guard": lambda: guarded_fit(low, y, r, t.eps, t.shared_gain, t.guard),
         "smoothing (ema)": smooth,
         "upsample + apply (float)": lambda: apply_affine(a, b, x),
         "float -> uint8": lambda: to_uint8(out),

@@ -17,7 +17,7 @@ working size.
    only for ``off`` and ``ema``, whose output is the transfer's affine map.
 
 Usage: python benchmarks/temporal_quality.py [--data DIR] [--model dcp|aecrnet --weights W] [--size 960x540]
-       [--work-size full] [--transfer-fit local|wide] [--decompose] [--modes off,ema,flow,pixel]
+       [--work-size full] [--transfer-fit local|wide] [--keyframe-interval K] [--decompose] [--modes off,ema,flow,pixel]
        [--strength 0.8] [--threads N] [--skip-ghost] [--skip-drive] [--json FILE]
 DATA defaults to $STREAMDEHAZE_DATA or ../shared/data beside the repository.
 """
@@ -58,7 +58,9 @@ def run_mode(model, frames: np.ndarray, mode: str, args, coefficients: list | No
 
     ``coefficients``: a list that receives each frame's applied transfer ``(a, b)`` (not timed then).
     """
-    speed = SpeedSettings(work_size=args.work_size, transfer_fit=args.transfer_fit)
+    speed = SpeedSettings(
+        work_size=args.work_size, transfer_fit=args.transfer_fit, keyframe_interval=args.keyframe_interval
+    )
     engine = build_engine(speed, model, "cpu", temporal=TemporalSettings(mode, args.strength))
     t0, outs = time.perf_counter(), []
     for i in range(0, len(frames), args.batch):
@@ -146,6 +148,7 @@ def main() -> None:
     p.add_argument("--ghost-frames", type=int, default=24)
     p.add_argument("--work-size", default="full", help="engine working size (full, auto, 360, 0.5, ...)")
     p.add_argument("--transfer-fit", default=DEFAULT_TRANSFER_FIT, choices=list(TRANSFER_FITS), help="transfer fit")
+    p.add_argument("--keyframe-interval", type=int, default=1, help="run the network every K frames")
     p.add_argument("--decompose", action="store_true", help="split the drive's flicker (needs a working size)")
     p.add_argument("--modes", default="off,ema,flow,pixel")
     p.add_argument("--strength", type=float, default=0.8)
@@ -167,9 +170,11 @@ def main() -> None:
     )
     print(
         f"model {args.model}, work size {args.work_size}, transfer fit {args.transfer_fit}, "
+        f"keyframe interval {args.keyframe_interval}, "
         f"temporal strength {args.strength}, batch {args.batch}"
     )
     result = {"model": args.model, "work_size": args.work_size, "transfer_fit": args.transfer_fit}
+    result["keyframe_interval"] = args.keyframe_interval
     result["strength"] = args.strength
     with torch.inference_mode():
         if not args.skip_ghost:
