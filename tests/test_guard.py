@@ -123,3 +123,19 @@ def test_the_fit_with_the_tint_rail_keeps_a_grey_dehazing_and_removes_a_tint(sha
     tinted[:, 2] += 0.1  # and a tint the network adds on top is pulled back to the tolerance
     y = _apply(x, *guarded_fit(x, tinted, 2, 1e-4, shared_gain, "on"))
     assert br(y) - br(grey) == pytest.approx(COLOUR_TOLERANCE, abs=2e-3)
+
+
+def test_haze_free_regions_are_left_alone_and_hazy_ones_dehazed():
+    """The dark-channel rail: where every patch holds a pixel at 0 in some channel (no haze), the
+    dehazing is undone; where haze lifts every channel above 25/255, it stays as the fit made it."""
+    g = torch.Generator().manual_seed(4)
+    clear = torch.rand(1, 3, 40, 60, generator=g)
+    clear[:, 0, ::2, ::2] = 0.0  # a dark pixel in every small patch, as in haze-free outdoor scenes
+    hazy = 0.6 * clear + 0.35  # the same scene behind grey haze: dark channel >= 0.35
+    a, b = torch.full_like(clear, 1.3), torch.full_like(clear, -0.3)  # inside black and white on the hazy scene
+    for x, kept in ((clear, False), (hazy, True)):
+        ga, gb = guard(x, a, b, "range", radius=0)
+        if kept:
+            torch.testing.assert_close((ga, gb), (a, b))
+        else:
+            torch.testing.assert_close(_apply(x, ga, gb), x, atol=1e-6, rtol=0)
