@@ -43,9 +43,8 @@ dehazing it cost 0.2 dB there and took the real pairs' tint from +22.6 to +4.9 l
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from .guided import box_filter
+from .guided import box_filter, dark_channel, min_filter
 
 Tensor = torch.Tensor
 
@@ -83,7 +82,7 @@ def guard_coefficients(
     if radius > 0:
         # erosion: the neighbours of a limited pixel are limited too; then the box filter (each output
         # at most the pixel's own s, since every eroded value in its window is) removes the seams
-        s = -F.max_pool2d(-s, 2 * radius + 1, stride=1, padding=radius)
+        s = min_filter(s, 2 * radius + 1)
         s = box_filter(s, radius)
     return 1 + s * (a - 1), s * b
 
@@ -127,7 +126,7 @@ def haze_free_strength(x: Tensor, radius: int) -> Tensor:
     The dark channel prior (He, Sun and Tang, CVPR 2009): in haze-free outdoor images most patches hold
     a pixel that is dark in some channel; haze lifts it by the airlight's share ``A(1 − t)``.
     """
-    dark = -F.max_pool2d(-x.amin(1, keepdim=True), 2 * radius + 1, stride=1, padding=radius)
+    dark = dark_channel(x, 2 * radius + 1)
     return box_filter((dark / HAZE_FREE_DARK).clamp(0.0, 1.0), radius)
 
 
