@@ -48,8 +48,8 @@ def main() -> None:
     from streamdehaze.backends.select import describe_backend, load_dehazer
     from streamdehaze.io.sinks import open_sink
     from streamdehaze.io.sources import open_source
-    from streamdehaze.ops.apply_cpu import apply_affine_uint8
     from streamdehaze.ops.color import to_tensor, to_uint8
+    from streamdehaze.ops.cpu_kernels import apply_affine_uint8
     from streamdehaze.ops.guard import guard
     from streamdehaze.ops.guided import apply_affine
     from streamdehaze.ops.transfer_fit import default_radius, downscale, fit_coefficients, guarded_fit
@@ -113,7 +113,7 @@ def main() -> None:
         "smoothing (ema)": smooth,
         "upsample + apply (float)": lambda: apply_affine(a, b, x),
         "float -> uint8": lambda: to_uint8(out),
-        "apply into uint8 (ops/apply_cpu)": lambda: apply_affine_uint8(a, b, x8),
+        "apply into uint8 (ops/cpu_kernels)": lambda: apply_affine_uint8(a, b, x8),
         "encode (RGB -> YUV, x264)": encode,
         "engine, float in and out (infer)": lambda: engine.infer(x),
         "engine, uint8 frames in and out": lambda: engine._forward(x8),

@@ -290,7 +290,7 @@ def test_transfer_fit_presets_set_the_radius_and_the_gain_form():
 
 @pytest.mark.parametrize("strength", [1.0, 0.5])
 def test_the_cpu_apply_into_8_bit_frames_matches_the_float_path(strength, monkeypatch):
-    """Frames through the engine on the CPU (the apply straight into uint8, ops/apply_cpu.py) come out
+    """Frames through the engine on the CPU (the apply straight into uint8, ops/cpu_kernels.py) come out
     as the float path rounds them, within one level, smoothing and strength included."""
     import streamdehaze.pipeline.stages as stages
     from streamdehaze.ops.color import to_uint8

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .cpu_kernels import box_sums, use_cpu_kernels
+
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -57,21 +59,6 @@ def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     return out
 
 
-def _box_sum_cv2(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """The same clipped-window sums with OpenCV (zero border), plane by plane: on the CPU about 30×
-    faster than the cumulative sums for the transfer's working-size planes (``benchmarks/profile_cpu.py``,
-    the fit). Not differentiable: training's ``--fit-loss`` takes the torch path."""
-    import cv2
-    import numpy as np
-
-    planes = x.reshape(-1, *x.shape[-2:]).contiguous().numpy()
-    out = np.empty_like(planes)
-    size = (2 * radius + 1, 2 * radius + 1)
-    for plane, dst in zip(planes, out):
-        cv2.boxFilter(plane, -1, size, dst=dst, normalize=False, borderType=cv2.BORDER_CONSTANT)
-    return torch.from_numpy(out).view(x.shape)
-
-
 def _window_counts(n: int, radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """How many samples each clipped window of length ``2 * radius + 1`` holds, shape ``(n,)``."""
     idx = torch.arange(n, device=device)
@@ -91,8 +78,8 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     orig = x.dtype
     work = x.float() if orig in _LOW_PRECISION else x
     h, w = work.shape[-2:]
-    if work.device.type == "cpu" and not work.requires_grad and work.dtype in (torch.float32, torch.float64):
-        s = _box_sum_cv2(work, radius)
+    if use_cpu_kernels(work) and work.dtype in (torch.float32, torch.float64):
+        s = box_sums(work, radius)
     else:
         s = _box_sum_1d(_box_sum_1d(work, radius, -2), radius, -1)
     ch = _window_counts(h, radius, work.device, work.dtype)

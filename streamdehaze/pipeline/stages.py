@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..ops.apply_cpu import apply_affine_uint8
+from ..ops.cpu_kernels import apply_affine_uint8, use_cpu_kernels
 from ..ops.guided import apply_affine
 from ..ops.transfer_fit import blend, downscale, strengthen
 from .core import Core
@@ -207,8 +207,8 @@ class Stages:
 
     def finish_uint8(self, images: Tensor, x: Tensor, p: Prepared) -> Tensor | None:
         """:meth:`finish` straight into uint8 ``(B, H, W, 3)`` from the decoded ``images`` on the CPU,
-        where the batch ends with the transfer's apply (:mod:`~streamdehaze.ops.apply_cpu`); None elsewhere."""
-        if images.device.type != "cpu" or not p.coefficients or (self.post is not None and self.temporal):
+        where the batch ends with the transfer's apply (:mod:`~streamdehaze.ops.cpu_kernels`); None elsewhere."""
+        if not use_cpu_kernels(images) or not p.coefficients or (self.post is not None and self.temporal):
             return None
         with torch.autocast(x.device.type, enabled=False):
             return apply_affine_uint8(*self._coefficients(p, apply_strength=True), images)

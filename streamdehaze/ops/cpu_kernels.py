@@ -1,5 +1,11 @@
-"""The transfer's apply step on the CPU straight into 8-bit frames: upsample ``(a, b)`` and compute
-``a · x + b`` with OpenCV, from the decoded uint8 frames to the uint8 frames the encoder takes.
+"""OpenCV kernels for CPU tensors, where they beat torch's: the transfer's apply straight into 8-bit
+frames, and the box sums of the fit. They read the tensors on the host, so they run only for CPU
+tensors (:func:`use_cpu_kernels`); CUDA keeps the torch code, which never waits on the host.
+``CPU_KERNELS = False`` turns them off (the engine's host-read check turns them off to check the
+device code on the CPU).
+
+The apply: upsample ``(a, b)`` and compute ``a · x + b``, from the decoded uint8 frames to the uint8
+frames the encoder takes.
 
 The generic path (:func:`~.guided.apply_affine` between :func:`~.color.to_tensor` and
 :func:`~.color.to_uint8`) converts the whole frame to float, upsamples six float planes with torch,
@@ -15,6 +21,24 @@ import numpy as np
 import torch
 
 Tensor = torch.Tensor
+
+CPU_KERNELS = True
+
+
+def use_cpu_kernels(x: Tensor) -> bool:
+    """Whether the OpenCV kernels serve ``x``: a CPU tensor that needs no gradient."""
+    return CPU_KERNELS and x.device.type == "cpu" and not x.requires_grad
+
+
+def box_sums(x: Tensor, radius: int) -> Tensor:
+    """Sums over ``(2r+1) × (2r+1)`` windows clipped at the borders of float ``(..., H, W)``, plane by plane
+    (OpenCV's box filter with a zero border: about 30× torch's cumulative sums on the fit's planes)."""
+    planes = x.reshape(-1, *x.shape[-2:]).contiguous().numpy()
+    out = np.empty_like(planes)
+    size = (2 * radius + 1, 2 * radius + 1)
+    for plane, dst in zip(planes, out):
+        cv2.boxFilter(plane, -1, size, dst=dst, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return torch.from_numpy(out).view(x.shape)
 
 
 def apply_affine_uint8(a: Tensor, b: Tensor, images: Tensor) -> Tensor:
