@@ -18,12 +18,11 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from processes import CLI, machine, timed
+from processes import CLI, compare, machine, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,12 +57,9 @@ def main() -> None:
             ]
             separate.append((sum(w for w, _ in runs), sum(c for _, c in runs)))
             print(f"round {r + 1}: batch {batch[-1]}, separate {separate[-1]} (wall s, CPU s)", file=sys.stderr)
-    wall = statistics.median(w for w, _ in batch), statistics.median(w for w, _ in separate)
-    cpu = statistics.median(c for _, c in batch), statistics.median(c for _, c in separate)
     info.update(batch=[[round(x, 2) for x in b] for b in batch], separate=[[round(x, 2) for x in s] for s in separate])
-    info.update(wall_s=[round(x, 2) for x in wall], cpu_s=[round(x, 2) for x in cpu])
-    info.update(wall_ratio=round(wall[0] / wall[1], 3), cpu_ratio=round(cpu[0] / cpu[1], 3))
-    info["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    info.update(compare(batch, separate))
+    wall, cpu = info["wall_s"], info["cpu_s"]
     if args.json:
         print(json.dumps(info))
         return

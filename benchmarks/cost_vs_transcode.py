@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from processes import CLI, machine, timed
+from processes import CLI, compare, machine, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,13 +57,9 @@ def main() -> None:
             plain.append(timed([sys.executable, "-c", TRANSCODE, args.clip, str(Path(tmp) / f"plain_{r}.mp4")]))
             runs.append(timed([*CLI, "run", args.clip, "-o", str(Path(tmp) / f"run_{r}.mp4"), *args.extra]))
             print(f"round {r + 1}: run {runs[-1]}, re-encode {plain[-1]} (wall s, CPU s)", file=sys.stderr)
-    wall = statistics.median(w for w, _ in runs), statistics.median(w for w, _ in plain)
-    cpu = statistics.median(c for _, c in runs), statistics.median(c for _, c in plain)
     info.update(run=[[round(x, 2) for x in t] for t in runs], reencode=[[round(x, 2) for x in t] for t in plain])
-    info.update(wall_s=[round(x, 2) for x in wall], cpu_s=[round(x, 2) for x in cpu])
-    info.update(wall_ratio=round(wall[0] / wall[1], 2), cpu_ratio=round(cpu[0] / cpu[1], 2))
-    info["round_wall_ratios"] = [round(a[0] / b[0], 2) for a, b in zip(runs, plain)]
-    info["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    info.update(compare(runs, plain, digits=2))
+    wall, cpu = info["wall_s"], info["cpu_s"]
     if args.json:
         print(json.dumps(info))
         return

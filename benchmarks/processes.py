@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -35,4 +36,19 @@ def machine() -> dict[str, object]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
+    }
+
+
+def compare(first: list[tuple[float, float]], second: list[tuple[float, float]], digits: int = 3) -> dict[str, object]:
+    """Medians of (wall, CPU) seconds over rounds for two commands, and first / second for each
+    (the ratio of the medians, and each round's wall ratio), rounded to ``digits``."""
+    wall = statistics.median(w for w, _ in first), statistics.median(w for w, _ in second)
+    cpu = statistics.median(c for _, c in first), statistics.median(c for _, c in second)
+    return {
+        "wall_s": [round(x, 2) for x in wall],
+        "cpu_s": [round(x, 2) for x in cpu],
+        "wall_ratio": round(wall[0] / wall[1], digits),
+        "cpu_ratio": round(cpu[0] / cpu[1], digits),
+        "round_wall_ratios": [round(a[0] / b[0], digits) for a, b in zip(first, second)],
+        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
     }

@@ -50,9 +50,8 @@ def main() -> None:
     from streamdehaze.io.sources import open_source
     from streamdehaze.ops.color import to_tensor, to_uint8
     from streamdehaze.ops.cpu_kernels import apply_affine_uint8
-    from streamdehaze.ops.guard import guard
     from streamdehaze.ops.guided import apply_affine
-    from streamdehaze.ops.transfer_fit import default_radius, downscale, fit_coefficients, guarded_fit
+    from streamdehaze.ops.transfer_fit import default_radius, downscale, guarded_fit
     from streamdehaze.pipeline.speed import SpeedSettings
     from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig
 
@@ -84,7 +83,7 @@ def main() -> None:
     low = downscale(x, size)
     y = dehazer(low)
     r = default_radius(*low.shape[-2:], t.fit)
-    a, b = guard(low, *fit_coefficients(low, y, r, t.eps, t.shared_gain), t.guard)
+    a, b = guarded_fit(low, y, r, t.eps, t.shared_gain, t.guard)
     smoother = CoefficientSmoother(TemporalConfig())
     out = apply_affine(a, b, x)
     out8 = to_uint8(out).numpy()

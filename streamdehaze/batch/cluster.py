@@ -29,8 +29,7 @@ from typing import Any
 
 from ..errors import ClusterError, ModelError
 from .jobs import BatchObserver, FileResult, Job, RunSettings
-from .manifest import Manifest
-from .runner import record_skipped, split_done, total_frames
+from .runner import begin_batch
 
 ACTOR_CPUS = 0.25  # fractional: leaves the node's CPUs to Ray's own tasks (see DESIGN.md, known traps)
 DEPTH = 2  # calls queued per actor
@@ -209,11 +208,7 @@ def run_ray(
     ray = import_ray()
     check_settings(settings)  # the usual mistakes, said here once rather than by every worker
     observer = observer or BatchObserver()
-    manifest = Manifest(output)
-    todo, skipped = split_done(jobs, overwrite)
-    observer.begin(jobs, len(todo), total_frames(todo))
-    record_skipped(jobs, skipped, manifest, observer)
-    results = list(skipped)
+    manifest, todo, results = begin_batch(jobs, output, overwrite, observer)
     if not todo:
         return results
     started = connect(ray, address)

@@ -25,7 +25,11 @@ def plan_batch(
     source: str, output: str, settings: RunSettings, recursive: bool = False, container: str | None = None
 ) -> list[Job]:
     """The jobs of a folder or glob ``source``, in order, with frame counts and segment links."""
-    jobs = plan_jobs(source, output, recursive, container)
+    return probe_jobs(plan_jobs(source, output, recursive, container), settings)
+
+
+def probe_jobs(jobs: list[Job], settings: RunSettings) -> list[Job]:
+    """``jobs`` (from :func:`~.discover.plan_jobs`) with their frame counts and segment links."""
     with ThreadPoolExecutor(min(PROBE_THREADS, len(jobs))) as pool:
         infos = dict(zip((j.input for j in jobs), pool.map(probe_clip, (j.input for j in jobs))))
     for job in jobs:
@@ -47,11 +51,19 @@ def split_done(jobs: list[Job], overwrite: bool = False) -> tuple[list[Job], lis
     return todo, skipped
 
 
-def record_skipped(jobs: list[Job], skipped: list[FileResult], manifest: Manifest, observer: BatchObserver) -> None:
+def begin_batch(
+    jobs: list[Job], output: str, overwrite: bool, observer: BatchObserver
+) -> tuple[Manifest, list[Job], list[FileResult]]:
+    """The start both runners share: ``(manifest, jobs to do, results so far)``, the skipped files
+    already in the manifest and told to ``observer``."""
+    manifest = Manifest(output)
+    todo, skipped = split_done(jobs, overwrite)
+    observer.begin(jobs, len(todo), total_frames(todo))
     by_input = {j.input: j for j in jobs}
     for result in skipped:
         manifest.add(result)
         observer.file_finished(by_input[result.input], result)
+    return manifest, todo, list(skipped)
 
 
 def total_frames(jobs: list[Job]) -> int | None:
@@ -74,11 +86,7 @@ def run_local(
     place and no partial output of the interrupted one.
     """
     observer = observer or BatchObserver()
-    manifest = Manifest(output)
-    todo, skipped = split_done(jobs, overwrite)
-    observer.begin(jobs, len(todo), total_frames(todo))
-    record_skipped(jobs, skipped, manifest, observer)
-    results = list(skipped)
+    manifest, todo, results = begin_batch(jobs, output, overwrite, observer)
     if not todo:
         return results
     from .worker import FileWorker

@@ -183,11 +183,14 @@ def print_summary(console: Console, display: BatchDisplay, output: str, interrup
     console.print(Text(line, style="yellow" if interrupted or counts["failed"] else "green"), soft_wrap=True)
 
 
-def run_folder(source: str, output: str, settings: RunSettings, options: BatchOptions, console: Console) -> None:
-    """The batch path of ``run``: plan, run here or on Ray, summarise; non-zero exit when a file failed."""
-    from ..batch.runner import plan_batch, run_local
+def run_folder(
+    source: str, output: str, jobs: list[Job], settings: RunSettings, options: BatchOptions, console: Console
+) -> None:
+    """The batch path of ``run`` for the ``jobs`` planned from ``source`` (:func:`~..batch.discover.plan_jobs`):
+    probe, run here or on Ray, summarise; non-zero exit when a file failed."""
+    from ..batch.runner import probe_jobs, run_local
 
-    jobs = plan_batch(source, output, settings, options.recursive, options.container)
+    jobs = probe_jobs(jobs, settings)
     linked = sum(j.previous is not None for j in jobs)
     where = f"Ray ({options.ray})" if options.ray else "this machine"
     text = f"batch: {len(jobs)} video file{'s' if len(jobs) != 1 else ''} in {source} → {output}, on {where}"

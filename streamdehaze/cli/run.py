@@ -163,7 +163,7 @@ def command(
     else:
         from ..batch.discover import plan_jobs
 
-        plan_jobs(source, output, batch_opts.recursive, batch_opts.container)  # planned again once torch is in
+        jobs = plan_jobs(source, output, batch_opts.recursive, batch_opts.container)  # its mistakes before torch loads
     check_weights(weights)
     # the preview shows RGB frames: keep colour conversion on the host when it is on
     yuv = False if (show_preview or web is not None) else device_yuv
@@ -188,7 +188,7 @@ def command(
             model, weights, device, batch, precision, codec, crf, preset, t_start, t_duration, max_frames,
             speed, temporal, flip_average, segments=batch_opts.segments, backend=backend,
         )  # fmt: skip
-        run_folder(source, output, settings, batch_opts, console)
+        run_folder(source, output, jobs, settings, batch_opts, console)
         return
     if show_preview:
         import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/window.check_display

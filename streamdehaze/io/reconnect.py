@@ -147,3 +147,20 @@ class Reconnector:
             f"{'' if tries == 1 else 's'} ({' / '.join(limit) or 'closed'}; last: {self._last_error}); "
             "check the camera or server, or raise --reconnect-for"
         )
+
+
+class Reconnecting:
+    """The outage figures of a live source that keeps a :class:`Reconnector` as ``reconnector``
+    (the pipeline's summary reads ``outages``)."""
+
+    reconnector: Reconnector
+
+    @property
+    def outages(self) -> list[Outage]:
+        """The outages so far, oldest first."""
+        return self.reconnector.outages
+
+    @property
+    def gap_s(self) -> float:
+        """Seconds without frames over all outages."""
+        return self.reconnector.gap_s

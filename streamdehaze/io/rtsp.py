@@ -31,13 +31,13 @@ from streamdehaze.errors import SourceError, SourceTimeout
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.base import LIVE_TIME_BASE, LiveClock, Source, av_reason
 from streamdehaze.io.colour import RgbConverter, colour_of
-from streamdehaze.io.reconnect import Reconnector
+from streamdehaze.io.reconnect import Reconnecting, Reconnector
 
 # FFmpeg errors that mean "nothing arrived in time" (socket timeout or PyAV's interrupt callback).
 _STALL_ERRORS = (av.error.TimeoutError, av.error.ExitError)
 
 
-class RtspSource(Source):
+class RtspSource(Reconnecting, Source):
     """Live RTSP camera or server (``rtsp://host:port/path``), decoded to rgb24 frames."""
 
     is_live = True
@@ -69,16 +69,6 @@ class RtspSource(Source):
         self._to_rgb = RgbConverter()
         self._index = 0
         self._last_error = ""
-
-    @property
-    def outages(self) -> list:
-        """The outages so far (:class:`~streamdehaze.io.reconnect.Outage`), oldest first."""
-        return self.reconnector.outages
-
-    @property
-    def gap_s(self) -> float:
-        """Seconds without frames over all outages."""
-        return self.reconnector.gap_s
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> None:

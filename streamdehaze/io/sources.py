@@ -58,17 +58,9 @@ def open_source(
         raise InputError(f"timeout must be > 0 seconds, got {timeout}")
     if reconnect_for is not None and reconnect_for < 0:
         raise InputError(f"reconnect_for must be >= 0 seconds (or None: for ever), got {reconnect_for}")
-    if kind == "rtsp":
-        return RtspSource(
-            spec,
-            timeout=timeout,
-            reconnect_for=reconnect_for,
-            reconnect_attempts=reconnect_attempts,
-            backoff=backoff,
-            threads=threads,
-        )
-    if kind == "live":
-        return WebcamSource(
+    if kind in ("rtsp", "live"):
+        live = RtspSource if kind == "rtsp" else WebcamSource
+        return live(
             spec,
             timeout=timeout,
             reconnect_for=reconnect_for,

@@ -29,7 +29,7 @@ from streamdehaze.errors import InputError, SourceError, SourceTimeout
 from streamdehaze.frames import Frame, StreamInfo
 from streamdehaze.io.base import LIVE_TIME_BASE, LiveClock, Source, av_reason
 from streamdehaze.io.colour import RgbConverter, colour_of
-from streamdehaze.io.reconnect import Reconnector
+from streamdehaze.io.reconnect import Reconnecting, Reconnector
 
 
 def parse_webcam_spec(spec: str) -> tuple[str, int | None, str]:
@@ -48,7 +48,7 @@ def parse_webcam_spec(spec: str) -> tuple[str, int | None, str]:
     return "v4l2", n, f"/dev/video{n}"
 
 
-class WebcamSource(Source):
+class WebcamSource(Reconnecting, Source):
     """A local camera or a lavfi test generator, read as a live source."""
 
     is_live = True
@@ -83,16 +83,6 @@ class WebcamSource(Source):
         self._clock = LiveClock()
         self._to_rgb = RgbConverter()
         self._index = 0
-
-    @property
-    def outages(self) -> list:
-        """The outages so far (:class:`~streamdehaze.io.reconnect.Outage`), oldest first."""
-        return self.reconnector.outages
-
-    @property
-    def gap_s(self) -> float:
-        """Seconds without frames over all outages."""
-        return self.reconnector.gap_s
 
     # -- opening ----------------------------------------------------------------------------
     def _open(self) -> StreamInfo:
