@@ -1,24 +1,27 @@
-"""Temporal smoothing: ghosting on a synthetic clip with a known clear sequence, flicker on the real foggy drive.
+"""Temporal smoothing on synthetic clips with a known clear sequence and on the real foggy drive, in one table.
 
-Both run the real engine (``pipeline.temporal_engine.build_engine``, what ``streamdehaze run`` uses)
-with each ``--temporal`` mode, against frame-by-frame processing (mode ``off``) at the same
-working size.
+Every clip runs through the real engine (``pipeline.temporal_engine.build_engine``, what
+``streamdehaze run`` uses) with each ``--temporal`` mode, against frame-by-frame processing (mode
+``off``) at the same working size.
 
-1. Ghosting: a textured object moving over a static textured background, hazed with the
-   scattering model (``streamdehaze.synthetic``). Per mode: mean PSNR against the clear frames,
-   the worst per-frame PSNR loss against ``off`` over the whole frame and over the moving object's
-   region alone (criterion: at most 0.2 dB), and the clip's flicker.
-2. Flicker: the 62-frame foggy drive (``DATA/foggy-drive``, 1920×1080 JPEG, numeric order),
-   downscaled to ``--size`` (default 960×540). Per mode: the warping error of the output, its
-   ratio to the input's and to frame-by-frame processing (criterion: at most 0.8×), and the
-   engine's cost per frame. ``--decompose`` (with a working size) also splits each mode's flicker
-   into the transfer map's own change and the input's change carried by its gain
-   (``streamdehaze.flicker.affine_flicker_parts``), to compare ``--transfer-fit local`` and ``wide``;
-   only for ``off`` and ``ema``, whose output is the transfer's affine map.
+Clips (never tune on one of them):
+- ``pan-N``, ``zoom-N``, ``object-N``: clear stills of ``sots-outdoor/dev/clear`` (two per motion)
+  filmed by a virtual camera (``streamdehaze.synthetic.camera_clip``): a pan across the still, a zoom
+  into it, a pasted object crossing a still view; haze from a depth that moves with the scene, a
+  drifting density, a slightly blue airlight, then sensor noise and an H.264 round trip (CRF 23).
+- ``drive``: the 62-frame real foggy drive (``DATA/foggy-drive``, 1920×1080 JPEG), downscaled to ``--size``.
 
-Usage: python benchmarks/temporal_quality.py [--data DIR] [--model dcp|aecrnet --weights W] [--size 960x540]
-       [--work-size full] [--transfer-fit local|wide] [--keyframe-interval K] [--decompose] [--modes off,ema,flow,pixel]
-       [--strength 0.8] [--threads N] [--skip-ghost] [--skip-drive] [--json FILE]
+Per clip and mode: the output's flicker (warping error, ``streamdehaze.flicker``), its ratio to the
+input's and to ``off``; on the synthetic clips the mean PSNR against the clear frames and the worst
+per-frame PSNR loss against ``off`` (ghosting), over the frame and over the moving object alone;
+the engine's time per frame. ``--decompose`` also splits the flicker of the modes whose output is
+the transfer's affine map (off, motion, ema) into the map's own change and the input's change
+carried by its gain (``streamdehaze.flicker.affine_flicker_parts``).
+
+Usage: python benchmarks/temporal_quality.py [--data DIR] [--model aecrnet|dcp --weights W] [--size 960x540]
+       [--clip-size 640x360] [--clip-frames 30] [--work-size auto] [--transfer-fit local|wide]
+       [--keyframe-interval K] [--decompose] [--modes off,motion,ema,flow] [--strength 0.8] [--threads N]
+       [--clips pan,zoom,object,drive] [--json FILE]
 DATA defaults to $STREAMDEHAZE_DATA or ../shared/data beside the repository.
 """
 
@@ -29,6 +32,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -42,7 +46,7 @@ from streamdehaze.nets.registry import load_model
 from streamdehaze.pipeline.speed import SpeedSettings
 from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine
 from streamdehaze.pipeline.transfer import DEFAULT_TRANSFER_FIT, TRANSFER_FITS
-from streamdehaze.synthetic import moving_object_clip
+from streamdehaze.synthetic import camera_clip
 
 
 def default_data_dir() -> Path:
@@ -50,7 +54,7 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-AFFINE_MODES = ("off", "ema")  # their output is the transfer's a·x + b; flow and pixel blend pixels after it
+AFFINE_MODES = ("off", "motion", "ema")  # their output is the transfer's a·x + b; flow and pixel blend pixels after it
 
 
 def run_mode(model, frames: np.ndarray, mode: str, args, coefficients: list | None = None) -> tuple:
@@ -71,66 +75,91 @@ def run_mode(model, frames: np.ndarray, mode: str, args, coefficients: list | No
     return np.concatenate(outs), (time.perf_counter() - t0) / len(frames)
 
 
-def ghosting(model, args) -> dict:
-    w, h = args.ghost_size
-    clip = moving_object_clip(n_frames=args.ghost_frames, size=(w, h), speed=(w / 80, h / 270))
-    outs, cost = {}, {}
-    for mode in args.modes:
-        outs[mode], cost[mode] = run_mode(model, clip.hazy, mode, args)
-    flick = flicker_many(list(clip.hazy), {m: list(o) for m, o in outs.items()})
-    base_full = psnr_per_frame(outs["off"], clip.clear)
-    base_obj = psnr_per_frame(outs["off"], clip.clear, clip.masks)
-    rows = {}
-    for mode, out in outs.items():
-        full, obj = psnr_per_frame(out, clip.clear), psnr_per_frame(out, clip.clear, clip.masks)
-        rows[mode] = {
-            "psnr": float(full.mean()),
-            "psnr_object": float(obj.mean()),
-            "worst_loss_db": float((base_full - full).max()),
-            "worst_loss_object_db": float((base_obj - obj).max()),
-            "flicker": flick[mode].output,
-            "s_per_frame": cost[mode],
-        }
-    print(f"\nghosting: synthetic clip {w}x{h}, {args.ghost_frames} frames, object moving {w / 80:.1f} px/frame")
-    print(f"{'mode':6} {'PSNR':>7} {'object':>7} {'worst loss':>11} {'object loss':>12} {'flicker':>8}")
-    for mode, r in rows.items():
-        print(
-            f"{mode:6} {r['psnr']:7.2f} {r['psnr_object']:7.2f} {r['worst_loss_db']:8.3f} dB "
-            f"{r['worst_loss_object_db']:9.3f} dB {r['flicker']:8.3f}"
-        )
-    return rows
+@dataclass
+class Clip:
+    name: str
+    frames: np.ndarray  # (N, H, W, 3) uint8 hazy
+    clear: np.ndarray | None = None
+    masks: np.ndarray | None = None  # the moving object, where there is one
 
 
-def drive(model, args) -> dict:
+def synthetic_clips(args) -> list[Clip]:
+    paths = list_images(str(args.data / "sots-outdoor" / "dev" / "clear"))
+    if len(paths) < 8:
+        raise SystemExit(f"too few clear stills in {args.data}/sots-outdoor/dev/clear: pass --data")
+    stills = [read_image(p) for p in paths[:: max(1, len(paths) // 8)][:8]]
+    clips = []
+    for k, motion in enumerate(("pan", "zoom", "object")):  # the same stills whichever clips are chosen
+        if motion not in args.clips:
+            continue
+        for n in range(2):
+            scene, pasted = stills[2 * k + n], stills[-1 - (2 * k + n)]
+            clip = camera_clip(scene, motion, args.clip_frames, args.clip_size, pasted=pasted, seed=10 * k + n)
+            clips.append(Clip(f"{motion}-{n + 1}", clip.hazy, clip.clear, clip.masks if clip.masks.any() else None))
+    return clips
+
+
+def drive_clip(args) -> Clip:
     folder = args.data / "foggy-drive"
     paths = list_images(str(folder))
     if not paths:
-        raise SystemExit(f"no frames in {folder}: pass --data or set STREAMDEHAZE_DATA, or use --skip-drive")
+        raise SystemExit(f"no frames in {folder}: pass --data or set STREAMDEHAZE_DATA, or leave out drive")
     w, h = args.size
-    frames = np.stack([cv2.resize(read_image(p), (w, h), interpolation=cv2.INTER_AREA) for p in paths])
+    return Clip("drive", np.stack([cv2.resize(read_image(p), (w, h), interpolation=cv2.INTER_AREA) for p in paths]))
+
+
+def measure(model, clip: Clip, args) -> dict:
+    """Every mode on one clip → ``{mode: figures}``."""
     outs, cost, coefficients = {}, {}, {}
     for mode in args.modes:
-        coefficients[mode] = [] if args.decompose else None
-        outs[mode], cost[mode] = run_mode(model, frames, mode, args, coefficients[mode])
-    flick = flicker_many(list(frames), {m: list(o) for m, o in outs.items()})
-    base = flick["off"].output
+        coefficients[mode] = [] if args.decompose and mode in AFFINE_MODES else None
+        outs[mode], cost[mode] = run_mode(model, clip.frames, mode, args, coefficients[mode])
+    flick = flicker_many(list(clip.frames), {m: list(o) for m, o in outs.items()})
     rows = {}
-    print(f"\nflicker: {folder} ({len(paths)} frames, downscaled to {w}x{h}), input flicker {flick['off'].input:.3f}")
-    print(f"{'mode':6} {'flicker':>8} {'× input':>8} {'× frame-by-frame':>17} {'engine s/frame':>15}")
     for mode in args.modes:
         r = flick[mode]
-        rows[mode] = {"flicker": r.output, "vs_input": r.ratio, "vs_off": r.output / base, "s_per_frame": cost[mode]}
-        print(f"{mode:6} {r.output:8.3f} {r.ratio:7.2f}× {r.output / base:16.3f}× {cost[mode]:15.3f}")
-    if args.decompose:
-        print(f"\nflicker parts, transfer fit {args.transfer_fit}: the map's own change, the input's change x gain")
-        print(f"{'mode':6} {'flicker':>8} {'map change':>11} {'input x gain':>13} {'mean |a|':>9}")
-        for mode in [m for m in args.modes if m in AFFINE_MODES]:
-            parts = affine_flicker_parts(list(frames), list(outs[mode]), coefficients[mode])
-            rows[mode]["parts"] = vars(parts)
+        row = {"flicker": r.output, "vs_input": r.ratio, "vs_off": r.output / flick["off"].output}
+        row["s_per_frame"] = cost[mode]
+        if clip.clear is not None:
+            full, base = psnr_per_frame(outs[mode], clip.clear), psnr_per_frame(outs["off"], clip.clear)
+            row["psnr"], row["worst_loss_db"] = float(full.mean()), float((base - full).max())
+        if clip.masks is not None:
+            obj = psnr_per_frame(outs[mode], clip.clear, clip.masks)
+            row["worst_loss_object_db"] = float((psnr_per_frame(outs["off"], clip.clear, clip.masks) - obj).max())
+        if coefficients[mode] is not None:
+            row["parts"] = vars(affine_flicker_parts(list(clip.frames), list(outs[mode]), coefficients[mode]))
+        rows[mode] = row
+    return {
+        "frames": len(clip.frames),
+        "size": list(clip.frames.shape[2:0:-1]),
+        "input_flicker": flick["off"].input,
+        "modes": rows,
+    }
+
+
+def print_table(results: dict) -> None:
+    print(
+        f"\n{'clip':9} {'mode':7} {'flicker':>8} {'× input':>8} {'× off':>7} {'PSNR':>7} {'worst loss':>11} "
+        f"{'object loss':>12} {'ms/frame':>9}"
+    )
+    for name, res in results.items():
+        for mode, r in res["modes"].items():
+            psnr = f"{r['psnr']:7.2f}" if "psnr" in r else f"{'-':>7}"
+            loss = f"{r['worst_loss_db']:8.3f} dB" if "worst_loss_db" in r else f"{'-':>11}"
+            obj = f"{r['worst_loss_object_db']:9.3f} dB" if "worst_loss_object_db" in r else f"{'-':>12}"
             print(
-                f"{mode:6} {parts.flicker:8.3f} {parts.map_change:11.3f} {parts.input_change:13.3f} {parts.gain:9.2f}"
+                f"{name:9} {mode:7} {r['flicker']:8.3f} {r['vs_input']:7.2f}× {r['vs_off']:6.3f}× {psnr} {loss} "
+                f"{obj} {1000 * r['s_per_frame']:9.1f}"
             )
-    return {"input_flicker": flick["off"].input, "frames": len(paths), "size": [w, h], "modes": rows}
+    parts = [(n, m, r["parts"]) for n, res in results.items() for m, r in res["modes"].items() if "parts" in r]
+    if parts:
+        print("\nflicker parts: the map's own change, the input's change x gain")
+        print(f"{'clip':9} {'mode':7} {'flicker':>8} {'map change':>11} {'input x gain':>13} {'mean |a|':>9}")
+        for name, mode, p in parts:
+            print(
+                f"{name:9} {mode:7} {p['flicker']:8.3f} {p['map_change']:11.3f} {p['input_change']:13.3f} "
+                f"{p['gain']:9.2f}"
+            )
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -141,24 +170,24 @@ def parse_size(text: str) -> tuple[int, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=default_data_dir())
-    p.add_argument("--model", default="dcp", choices=["dcp", "aecrnet"])
+    p.add_argument("--model", default="aecrnet", choices=["dcp", "aecrnet"])
     p.add_argument("--weights", default=None)
     p.add_argument("--size", type=parse_size, default=(960, 540), help="drive frames are downscaled to WxH")
-    p.add_argument("--ghost-size", type=parse_size, default=(480, 270))
-    p.add_argument("--ghost-frames", type=int, default=24)
-    p.add_argument("--work-size", default="full", help="engine working size (full, auto, 360, 0.5, ...)")
+    p.add_argument("--clip-size", type=parse_size, default=(640, 360), help="size of the synthetic clips")
+    p.add_argument("--clip-frames", type=int, default=30)
+    p.add_argument("--clips", default="pan,zoom,object,drive", help="which clips (pan, zoom, object, drive)")
+    p.add_argument("--work-size", default="auto", help="engine working size (auto, full, 360, 0.5, ...)")
     p.add_argument("--transfer-fit", default=DEFAULT_TRANSFER_FIT, choices=list(TRANSFER_FITS), help="transfer fit")
     p.add_argument("--keyframe-interval", type=int, default=1, help="run the network every K frames")
-    p.add_argument("--decompose", action="store_true", help="split the drive's flicker (needs a working size)")
-    p.add_argument("--modes", default="off,ema,flow,pixel")
+    p.add_argument("--decompose", action="store_true", help="split the flicker of the affine modes")
+    p.add_argument("--modes", default="off,motion,ema,flow")
     p.add_argument("--strength", type=float, default=0.8)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--skip-ghost", action="store_true")
-    p.add_argument("--skip-drive", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args()
     args.modes = ["off"] + [m for m in args.modes.split(",") if m and m != "off"]
+    args.clips = [c for c in args.clips.split(",") if c]
     if args.decompose and args.work_size == "full":
         p.error("--decompose needs a working size, e.g. --work-size 160 (at full size there is no transfer)")
     if args.threads:
@@ -170,19 +199,21 @@ def main() -> None:
     )
     print(
         f"model {args.model}, work size {args.work_size}, transfer fit {args.transfer_fit}, "
-        f"keyframe interval {args.keyframe_interval}, "
-        f"temporal strength {args.strength}, batch {args.batch}"
+        f"keyframe interval {args.keyframe_interval}, temporal strength {args.strength}, batch {args.batch}; "
+        f"synthetic clips {args.clip_size[0]}x{args.clip_size[1]}, {args.clip_frames} frames"
     )
-    result = {"model": args.model, "work_size": args.work_size, "transfer_fit": args.transfer_fit}
-    result["keyframe_interval"] = args.keyframe_interval
-    result["strength"] = args.strength
+    clips = synthetic_clips(args) + ([drive_clip(args)] if "drive" in args.clips else [])
+    results = {}
     with torch.inference_mode():
-        if not args.skip_ghost:
-            result["ghosting"] = ghosting(model, args)
-        if not args.skip_drive:
-            result["drive"] = drive(model, args)
+        for clip in clips:
+            results[clip.name] = measure(model, clip, args)
+            print(f"  {clip.name}: done", flush=True)
+    print_table(results)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+        settings = {
+            k: getattr(args, k) for k in ("model", "work_size", "transfer_fit", "keyframe_interval", "strength")
+        }
+        args.json.write_text(json.dumps({**settings, "clips": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -75,8 +75,8 @@ def check_scene_cut(threshold: float) -> float:
 
 
 # ``--temporal`` (see :mod:`.pipeline.temporal`)
-TEMPORAL_MODES = ("off", "ema", "flow", "pixel")
-DEFAULT_TEMPORAL_MODE = "ema"
+TEMPORAL_MODES = ("off", "motion", "ema", "flow", "pixel")
+DEFAULT_TEMPORAL_MODE = "motion"
 
 # ``eval-video --flow``: OpenCV's DIS optical flow presets (see :mod:`.flicker`)
 FLOW_PRESETS = ("ultrafast", "fast", "medium")

@@ -121,6 +121,8 @@ CASES = [  # (model, work size, keyframe interval, temporal mode)
     ("dcp", "full", 1, "pixel"),
     ("aecrnet", "0.5", 2, "ema"),
     ("aecrnet", "full", 1, "flow"),  # the full-resolution residual filter
+    ("aecrnet", "0.5", 1, "motion"),  # the default: flow at the working size, coefficients and noise along it
+    ("dcp", "0.5", 2, "motion"),
 ]
 
 
@@ -196,6 +198,7 @@ STRENGTH_CASES = [
     ("dcp", "full", "ema"),
     ("aecrnet", "0.5", "flow"),
     ("aecrnet", "full", "pixel"),
+    ("aecrnet", "0.5", "motion"),
 ]
 
 

@@ -41,6 +41,8 @@ from .temporal import CoefficientSmoother, TemporalConfig
 from .temporal_dcp import AirlightSmoother
 from .temporal_filter import TemporalFilter
 from .temporal_flow import FlowSmoother, flow_gray
+from .temporal_motion import Motion, MotionEstimator
+from .temporal_noise import NoiseFilter
 from .transfer import GuidedTransfer
 
 Tensor = torch.Tensor
@@ -62,10 +64,16 @@ class Prepared:
     index: Tensor | None = None  # device index into the coefficient bank, per frame
     resets: np.ndarray | None = None  # host copy of the flags, for a caller's hook
     flows: list[Tensor | None] = field(default_factory=list)
+    motion: Motion | None = None  # the working-size motion, for motion-compensated smoothing
 
     def ready(self) -> bool:
         """Whether the host step would run without waiting (the small copies have landed)."""
         return all(d is None or d.ready() for d in (self.cuts, self.grays))
+
+
+def _gain(a: Tensor) -> Tensor:
+    """``(B, 1, h, w)``: the map's contrast gain (``|a|``, at least 1); the noise filter judges differences by it."""
+    return a.abs().mean(1, keepdim=True).clamp(min=1.0)
 
 
 def _hook_parts(hook: Any) -> tuple[Callable | None, Callable | None]:
@@ -93,14 +101,16 @@ class Stages:
         mode = self.settings.mode if self.settings is not None else "off"
         config = self.settings.config() if self.settings is not None else TemporalConfig()
         self.hook_step, self.hook_reset = _hook_parts(coeff_hook)
-        self.smoother = CoefficientSmoother(config) if mode in ("ema", "flow") and transfer.active else None
+        self.smoother = CoefficientSmoother(config) if mode in ("motion", "ema", "flow") and transfer.active else None
+        self.motion = MotionEstimator() if mode == "motion" and self.smoother is not None else None
+        self.noise = NoiseFilter() if self.motion is not None else None
         if self.settings is None:
             self.post: TemporalFilter | FlowSmoother | None = None
         elif self.smoother is not None:
             self.post = FlowSmoother(config) if mode == "flow" else None
         else:
             self.post = TemporalFilter(config)
-        strength_a = self.settings.airlight if self.settings is not None and mode in ("ema", "flow") else 0.0
+        strength_a = self.settings.airlight if self.settings is not None and mode in ("motion", "ema", "flow") else 0.0
         self.airlight = AirlightSmoother(strength_a) if strength_a > 0 and core.has_airlight else None
         self.flow = self.post if isinstance(self.post, FlowSmoother) else getattr(self.post, "flow", None)
         self.state_pass = StatePass(transfer.scene_cut)
@@ -123,7 +133,7 @@ class Stages:
         self.last_coefficients = None
 
     def _reset_temporal(self) -> None:
-        for stage in (self.smoother, self.post, self.airlight):
+        for stage in (self.smoother, self.motion, self.noise, self.post, self.airlight):
             if stage is not None:
                 stage.reset()
 
@@ -167,7 +177,8 @@ class Stages:
             cuts = Download(state.cut) if state is not None and wants_cuts else None
             flow_on = self.flow is not None and self.temporal
             grays = Download(flow_gray(x, self.flow.config.flow_size)) if flow_on else None
-        return Prepared(x.shape[0], coefficients, low, state, cuts, grays)
+            motion = self.motion(low) if self.motion is not None and self.temporal and coefficients else None
+        return Prepared(x.shape[0], coefficients, low, state, cuts, grays, motion=motion)
 
     # ---------------------------------------------------------------- 2. host: decide
 
@@ -211,7 +222,13 @@ class Stages:
         if not use_cpu_kernels(images) or not p.coefficients or (self.post is not None and self.temporal):
             return None
         with torch.autocast(x.device.type, enabled=False):
-            return apply_affine_uint8(*self._coefficients(p, apply_strength=True), images)
+            a, b = self._coefficients(p, apply_strength=True)
+            if self._denoise(p):
+                images = self.noise.filter_uint8(images, p.low, p.motion, p.state.cut, _gain(a), self.strength)
+            return apply_affine_uint8(a, b, images)
+
+    def _denoise(self, p: Prepared) -> bool:
+        return self.noise is not None and self.temporal and p.motion is not None and self.strength > 0
 
     def _airlight_on(self) -> bool:
         return self.airlight is not None and self.temporal
@@ -222,7 +239,10 @@ class Stages:
         return self.core.plain(x)
 
     def _transfer(self, x: Tensor, p: Prepared, apply_strength: bool) -> Tensor:
-        return apply_affine(*self._coefficients(p, apply_strength), x.float())
+        a, b = self._coefficients(p, apply_strength)
+        if self._denoise(p):
+            x = self.noise.filter(x, p.low, p.motion, p.state.cut, _gain(a), self.strength)
+        return apply_affine(a, b, x.float())
 
     def _coefficients(self, p: Prepared, apply_strength: bool) -> tuple[Tensor, Tensor]:
         """Each frame's ``(a, b)`` at the working size: keyframes, reuse, smoothing (and the strength)."""
@@ -248,7 +268,7 @@ class Stages:
         for i in range(p.n):
             low_i, a_i, b_i = p.low[i : i + 1], a[i : i + 1], b[i : i + 1]
             if smoother is not None:
-                a_i, b_i = smoother.step(low_i, a_i, b_i, p.state.cut[i])
+                a_i, b_i = smoother.step(low_i, a_i, b_i, p.state.cut[i], p.motion.at(i) if p.motion else None)
             else:
                 if p.resets is not None and p.resets[i]:
                     self.hook_reset()

@@ -12,8 +12,11 @@ map of the current pixels removes that; ``mode='flow'`` adds a motion-compensate
 (:mod:`.temporal_flow`) that averages the previous output, warped along the input's optical flow,
 where the warped input agrees with the current one.
 
-- :class:`CoefficientSmoother`: exponential moving average of ``(a, b)``; per pixel the weight of
-  the past shrinks where the input itself changed (motion), and drops to 0 at a scene cut.
+- :class:`CoefficientSmoother`: exponential moving average of ``(a, b)``. With a frame's motion
+  (``--temporal motion``, the default; :mod:`.temporal_motion`) the past is warped along the
+  optical flow of the working-size input and weighted by the trust in that flow; without it
+  (``--temporal ema``) it stays in place and its weight shrinks where the input changed. It drops
+  to 0 at a scene cut.
   ``step(low_in, a, b, cut)`` per frame, ``smooth(...)`` for a batch in order, ``reset()``. This is
   the interface for a pipeline that already has ``(a, b)`` (guided transfer from a working resolution).
 - :class:`~.temporal_filter.TemporalFilter`: for full-resolution model outputs ``(x, y) -> y'`` in any mode.
@@ -45,7 +48,8 @@ from .frame_state import DEFAULT_SCENE_CUT
 class TemporalConfig:
     """Settings of the temporal smoothing.
 
-    ``mode``: off | ema (coefficients) | flow (coefficients, then motion-compensated) | pixel.
+    ``mode``: off | motion (coefficients along the motion, and the input's noise: the default) |
+    ema (coefficients, per pixel) | flow (ema, then the output along the flow) | pixel.
     ``strength``: weight of the past in the moving averages, in [0, 1) (0 = off; 0.8 averages about
     the last 5 frames). ``motion``: gray input change (0–1, box-averaged over ``motion_radius``) at
     which the coefficients' past weight is halved; ``None`` disables this per-pixel adaptation.
@@ -54,7 +58,9 @@ class TemporalConfig:
     short side of the low-resolution fit of ``(a, b)``;
     ``radius``/``eps``: its guided-filter window radius (low-resolution pixels) and regularisation.
     ``flow_size``: short side the optical flow is computed at; ``gate``: warped-input difference
-    (0–1, times the model's contrast gain) at which the flow filter's past weight is halved.
+    (0–1, times the model's contrast gain) at which the flow filter's past weight is halved;
+    ``change``: for ``motion``, the change of the working-size output (0–1, mean over the channels)
+    that keeping the past would make, at which the past's weight is halved (a real change is followed).
     """
 
     mode: str = DEFAULT_MODE
@@ -67,6 +73,7 @@ class TemporalConfig:
     eps: float = 1e-3
     flow_size: int = 270
     gate: float = 0.015
+    change: float = 0.015
 
     def check(self) -> TemporalConfig:
         if self.mode not in MODES:
@@ -75,7 +82,7 @@ class TemporalConfig:
             raise InputError(f"--temporal-strength {self.strength}: expected a number in [0, 1), e.g. 0.8")
         if self.motion is not None and self.motion <= 0:
             raise InputError(f"temporal motion scale {self.motion}: expected > 0 (or None to disable)")
-        if min(self.cut_threshold, self.eps, self.gate) <= 0 or min(self.fit_size, self.flow_size) < 8:
+        if min(self.cut_threshold, self.eps, self.gate, self.change) <= 0 or min(self.fit_size, self.flow_size) < 8:
             raise InputError(f"temporal settings out of range: {self}")
         if self.radius < 1 or self.motion_radius < 0:
             raise InputError(f"temporal radii out of range: {self}")
@@ -99,6 +106,7 @@ class CoefficientSmoother:
     def reset(self) -> None:
         """Forget the past (a new, unrelated stream follows)."""
         self._a = self._b = self._gray = None
+        self._state: torch.Tensor | None = None  # the motion path's: (1, 2C, h, w) a and b
 
     def weight(self, low_in: torch.Tensor, cut: torch.Tensor | None = None) -> torch.Tensor | None:
         """Per-pixel weight of the past ``(1, 1, h, w)`` float32 for frame ``low_in`` ``(1, 3, h, w)``; None: no past.
@@ -117,15 +125,24 @@ class CoefficientSmoother:
         return w if cut is None else torch.where(cut, torch.zeros_like(w), w)
 
     def step(
-        self, low_in: torch.Tensor, a: torch.Tensor, b: torch.Tensor, cut: torch.Tensor | None = None
+        self,
+        low_in: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        cut: torch.Tensor | None = None,
+        motion: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame: ``low_in`` ``(1, 3, h, w)`` in [0, 1], ``a, b`` ``(1, C, h', w')`` → smoothed ``(a, b)``.
 
         ``a, b`` may be at another resolution than ``low_in`` (the weight map is resized to them).
+        ``motion``: the frame's ``(grid, trust)`` at the coefficients' size (:mod:`.temporal_motion`):
+        the past is then the previous ``(a, b)`` warped along the motion, weighted by ``strength · trust``.
         """
         if low_in.ndim != 4 or low_in.shape[0] != 1 or a.shape != b.shape or a.shape[0] != 1:
             shapes = f"low_in {tuple(low_in.shape)}, a {tuple(a.shape)}, b {tuple(b.shape)}"
             raise ValueError(f"step takes one frame and a, b of one shape: {shapes}")
+        if motion is not None:
+            return self._step_along(low_in, a, b, cut, *motion)
         w = self.weight(low_in, cut)
         if w is None or self._a is None or self._a.shape != a.shape:
             self._a, self._b = a.float(), b.float()
@@ -135,6 +152,36 @@ class CoefficientSmoother:
         self._a = torch.lerp(a.float(), self._a, w)
         self._b = torch.lerp(b.float(), self._b, w)
         return self._a.to(a.dtype), self._b.to(b.dtype)
+
+    def _step_along(
+        self,
+        low_in: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        cut: torch.Tensor | None,
+        grid: torch.Tensor,
+        trust: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The motion-compensated step (:mod:`.temporal_motion`): ``(a, b) ← lerp((a, b), warp(past), w)``,
+        ``w = strength · trust · 2^(−(change / self.config.change)²)``, 0 at a cut."""
+        c = a.shape[1]
+        cur = torch.cat([a.float(), b.float()], 1)
+        state = self._state
+        if state is None or state.shape != cur.shape or self.config.strength == 0 or grid.shape[1:3] != a.shape[-2:]:
+            self._state = cur
+            return a, b
+        low = low_in.float()
+        if low.shape[-2:] != a.shape[-2:]:
+            low = F.interpolate(low, size=a.shape[-2:], mode="area")
+        past = F.grid_sample(state, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        # what keeping the past would change in the output: the network's jitter is small, a real
+        # change (the fog thickening, a new object) is large and is followed at once, not trailed
+        change = ((past[:, :c] - cur[:, :c]) * low + past[:, c:] - cur[:, c:]).abs().mean(1, keepdim=True)
+        w = self.config.strength * trust * torch.exp2(-((change / self.config.change) ** 2))
+        if cut is not None:
+            w = torch.where(cut, torch.zeros_like(w), w)
+        self._state = torch.lerp(cur, past, w)
+        return self._state[:, :c].to(a.dtype), self._state[:, c:].to(b.dtype)
 
     def smooth(
         self, low_in: torch.Tensor, a: torch.Tensor, b: torch.Tensor, cut: torch.Tensor | None = None

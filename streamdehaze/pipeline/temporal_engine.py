@@ -38,7 +38,12 @@ class TemporalSettings:
     def describe(self) -> str:
         if not self.on:
             return "temporal smoothing off"
-        what = {"ema": "coefficient EMA", "flow": "coefficient EMA + motion-compensated", "pixel": "pixel blending"}
+        what = {
+            "motion": "coefficients averaged along the motion",
+            "ema": "coefficient EMA",
+            "flow": "coefficient EMA + motion-compensated",
+            "pixel": "pixel blending",
+        }
         return f"temporal smoothing {self.mode} ({what[self.mode]}, strength {self.strength:g})"
 
 

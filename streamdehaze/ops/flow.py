@@ -1,0 +1,127 @@
+"""Dense optical flow at the working size, in torch: runs on the frames' device (no host round trip).
+
+The engine's motion-compensated smoothing (:mod:`streamdehaze.pipeline.temporal_motion`) carries
+the previous frame's affine coefficients along the motion of the low-resolution input. At a
+working size of ~160×284 the flow is cheap, and computing it with tensor ops keeps it on the GPU
+next to the frames (OpenCV's DIS would need a device → host → device copy per batch).
+
+:func:`lk_flow`: pyramidal Lucas–Kanade, inverse-compositional (the structure tensor of the
+current frame is computed once per level; each iteration warps the previous frame, box-sums the
+residual against the gradients and solves the 2×2 system per pixel), with a Tikhonov term so that
+flat windows keep the coarser level's motion instead of amplifying noise. :func:`warp` samples an
+image along a flow; :func:`consistency` is the forward–backward check (Sundaram et al., 2010).
+All functions take batches: many frame pairs cost one pass of each op.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .guided import box_filter
+
+Tensor = torch.Tensor
+
+
+def _base_grid(n: int, height: int, width: int, like: Tensor) -> Tensor:
+    """Pixel coordinates ``(N, H, W, 2)`` (x, y) of every pixel centre."""
+    ys = torch.arange(height, device=like.device, dtype=like.dtype)
+    xs = torch.arange(width, device=like.device, dtype=like.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], -1)[None].expand(n, height, width, 2)
+
+
+def sampling_grid(flow: Tensor) -> Tensor:
+    """``grid_sample``'s grid ``(N, H, W, 2)`` (``align_corners=True``) for ``flow`` ``(N, 2, H, W)`` in pixels."""
+    n, _, height, width = flow.shape
+    pos = _base_grid(n, height, width, flow) + flow.permute(0, 2, 3, 1)
+    # pixels → [-1, 1]; python scalars, so nothing is copied from the host on CUDA
+    sx, sy = 2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)
+    return torch.stack([pos[..., 0] * sx - 1.0, pos[..., 1] * sy - 1.0], -1)
+
+
+def warp(images: Tensor, flow: Tensor, grid: Tensor | None = None) -> Tensor:
+    """Sample ``images`` ``(N, C, H, W)`` at ``p + flow[p]`` (``flow`` ``(N, 2, H, W)``, pixels); borders replicated.
+
+    ``grid``: :func:`sampling_grid` of ``flow`` when the caller already made it.
+    """
+    g = sampling_grid(flow) if grid is None else grid
+    return F.grid_sample(images, g.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def inside(flow: Tensor) -> Tensor:
+    """``(N, 1, H, W)`` float: 1 where ``p + flow[p]`` lies within the frame, else 0."""
+    n, _, height, width = flow.shape
+    pos = _base_grid(n, height, width, flow).permute(0, 3, 1, 2) + flow
+    x_ok = (pos[:, :1] >= -0.5) & (pos[:, :1] <= width - 0.5)
+    y_ok = (pos[:, 1:] >= -0.5) & (pos[:, 1:] <= height - 0.5)
+    return (x_ok & y_ok).to(flow.dtype)
+
+
+def consistency(back: Tensor, fwd: Tensor, alpha: float = 0.01, beta: float = 0.5) -> Tensor:
+    """Forward–backward agreement ``(N, 1, H, W)`` float in {0, 1}.
+
+    ``back``: flow of frame t into t−1; ``fwd``: of t−1 into t. A pixel passes when the round trip
+    returns: ``|back + fwd(p + back)|² < alpha (|back|² + |fwd(p + back)|²) + beta`` (pixels²).
+    """
+    fwd_at = warp(fwd, back)
+    loop = back + fwd_at
+    lhs = (loop * loop).sum(1, keepdim=True)
+    rhs = alpha * ((back * back).sum(1, keepdim=True) + (fwd_at * fwd_at).sum(1, keepdim=True)) + beta
+    return (lhs < rhs).to(back.dtype)
+
+
+def _gradients(x: Tensor) -> Tensor:
+    """Central differences (one-sided at the borders) of ``(N, 1, H, W)`` → ``(N, 2, H, W)`` (d/dx, d/dy)."""
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return 0.5 * torch.cat([p[..., 1:-1, 2:] - p[..., 1:-1, :-2], p[..., 2:, 1:-1] - p[..., :-2, 1:-1]], 1)
+
+
+def lk_flow(
+    cur: Tensor, prev: Tensor, levels: int = 4, iterations: int = 2, radius: int = 2, reg: float = 1e-4
+) -> Tensor:
+    """Flow ``(N, 2, H, W)`` float32 of ``cur`` into ``prev`` (both ``(N, 1, H, W)`` gray in [0, 1]).
+
+    ``flow[p]`` is where pixel ``p`` of ``cur`` sits in ``prev`` (pixels, x then y): ``prev(p + flow[p])
+    ≈ cur(p)``. ``levels``: pyramid levels (each half the size; motions up to ~2^levels · radius / 2
+    pixels); ``iterations`` per level; ``radius``: the window's box radius; ``reg``: added to the
+    structure tensor's diagonal (squared gray units per pixel): windows with less texture than that
+    keep the coarser level's estimate.
+    """
+    pyramid = [(cur.float(), prev.float())]
+    for _ in range(levels - 1):
+        c, p = pyramid[-1]
+        if min(c.shape[-2:]) < 4 * (2 * radius + 1):
+            break
+        pyramid.append((F.avg_pool2d(c, 2, ceil_mode=True), F.avg_pool2d(p, 2, ceil_mode=True)))
+    flow = None
+    for c, p in reversed(pyramid):
+        n, _, height, width = c.shape
+        if flow is None:
+            flow = c.new_zeros((n, 2, height, width))
+        else:  # to this level's size and pixel units (python scalars: no host copy on CUDA)
+            fx, fy = width / flow.shape[-1], height / flow.shape[-2]
+            flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
+            flow = torch.cat([flow[:, :1] * fx, flow[:, 1:] * fy], 1)
+        g = _gradients(c)
+        gx, gy = g[:, :1], g[:, 1:]
+        s = box_filter(torch.cat([gx * gx, gy * gy, gx * gy], 1), radius)
+        sxx, syy, sxy = s[:, :1] + reg, s[:, 1:2] + reg, s[:, 2:]
+        inv = torch.cat([syy, sxx, -sxy, -sxy], 1) / (sxx * syy - sxy * sxy)  # G⁻¹ as (a, d, b, c)
+        base = _normalised_grid(height, width, c)
+        units = (2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1))
+        for _ in range(iterations):
+            grid = base + torch.stack([flow[:, 0] * units[0], flow[:, 1] * units[1]], -1)
+            r = c - F.grid_sample(p, grid, mode="bilinear", padding_mode="border", align_corners=True)
+            b = box_filter(g * r, radius)  # prev(p + flow + δ) ≈ prev(p + flow) + ∇·δ = cur(p): G δ = b
+            bx, by = b[:, :1], b[:, 1:]
+            flow = flow + torch.cat([inv[:, :1] * bx + inv[:, 2:3] * by, inv[:, 3:] * bx + inv[:, 1:2] * by], 1)
+    return flow
+
+
+def _normalised_grid(height: int, width: int, like: Tensor) -> Tensor:
+    """``(1, H, W, 2)`` pixel centres in ``grid_sample``'s ``align_corners=True`` units."""
+    ys = torch.linspace(-1.0, 1.0, height, device=like.device) if height > 1 else like.new_zeros(1)
+    xs = torch.linspace(-1.0, 1.0, width, device=like.device) if width > 1 else like.new_zeros(1)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], -1)[None]

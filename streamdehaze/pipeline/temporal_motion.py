@@ -1,0 +1,115 @@
+"""The motion of each frame at the working size, for motion-compensated coefficient smoothing.
+
+``--temporal motion`` (the default) smooths the transfer's coefficients ``(a, b)`` along the
+scene's motion: frame ``t``'s past is frame ``t − 1``'s smoothed ``(a, b)`` *warped along the
+optical flow of the low-resolution input*, so a camera pan, a zoom or a moving car does not make
+the past useless (the plain EMA, ``--temporal ema``, compares the same pixel over time and gives
+up wherever anything moves, i.e. almost everywhere in a dashcam clip).
+
+:class:`MotionEstimator` is a stateful part of the engine's per-frame state pass: for a batch of
+working-size frames, in order, it returns a :class:`Motion` with, per frame, the sampling grid
+that carries frame ``t − 1`` onto frame ``t`` and the trust in it: 1 where the forward and
+backward flows agree (Sundaram et al., 2010) and the flow points inside the frame, times
+``2^(−(d / gate)²)`` with ``d`` the box-averaged difference between the current gray input and
+the previous one warped the same way (occlusions, new content and flow failures give a large
+``d``). The smoother (:class:`~.temporal.CoefficientSmoother`) blends with ``strength`` times that
+trust, 0 at a scene cut.
+
+The flow is computed on the gray input at a short side of at most :data:`FLOW_SIDE` pixels
+(coefficients vary smoothly; a finer flow would not change them), then carried to the
+coefficients' size. On CUDA it is :func:`~streamdehaze.ops.flow.lk_flow` (tensor ops: it stays on
+the device, the compute stream never waits for the host); on the CPU, where the host is the
+device, OpenCV's DIS (ultrafast preset), which is about 10× cheaper there and more accurate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ops.cpu_kernels import use_cpu_kernels
+from ..ops.flow import consistency, inside, lk_flow, sampling_grid, warp
+from ..ops.guided import box_filter, rgb_to_gray
+from ..ops.transfer_fit import downscale
+from .temporal import fit_shape
+
+Tensor = torch.Tensor
+
+FLOW_SIDE = 160  # short side the flow is computed at (at most; never above the working size)
+GATE = 0.02  # warped gray difference (0–1, box radius 1) at which the trust in the past halves
+
+
+@dataclass
+class Motion:
+    """One batch's motion at the coefficients' size ``(h, w)``: ``grid`` ``(B, h, w, 2)`` samples frame
+    t − 1 at frame t's pixels (``grid_sample`` units, ``align_corners=True``); ``trust`` ``(B, 1, h, w)``
+    in [0, 1] (0 for a frame with no past)."""
+
+    grid: Tensor
+    trust: Tensor
+    flow: Tensor  # (B, 2, h, w): where each pixel of frame t sits in frame t − 1, in pixels at (h, w)
+    fresh: bool  # the batch's first frame has no past
+
+    def at(self, i: int) -> tuple[Tensor, Tensor]:
+        """Frame ``i``'s ``(grid, trust)``."""
+        return self.grid[i : i + 1], self.trust[i : i + 1]
+
+
+class MotionEstimator:
+    """Frames in order. State: the previous frame's gray input at the flow size (on the device).
+
+    ``method``: ``auto`` (DIS for CPU tensors, :func:`~streamdehaze.ops.flow.lk_flow` elsewhere),
+    ``dis`` or ``lk``.
+    """
+
+    def __init__(self, gate: float = GATE, method: str = "auto") -> None:
+        if method not in ("auto", "dis", "lk"):
+            raise ValueError(f"flow method {method!r}: expected auto, dis or lk")
+        self.gate, self.method = gate, method
+        self._prev: Tensor | None = None
+        self._dis = None
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def __call__(self, low: Tensor) -> Motion:
+        """``low`` ``(B, 3, h, w)`` in [0, 1], the working-size frames of one batch → their :class:`Motion`."""
+        n, _, h, w = low.shape
+        gray = rgb_to_gray(downscale(low.float(), fit_shape(h, w, FLOW_SIDE)))
+        fresh = self._prev is None or self._prev.shape[-2:] != gray.shape[-2:]
+        prev = torch.cat([gray[:1] if fresh else self._prev, gray[:-1]])
+        self._prev = gray[-1:]
+        back, fwd = self._flows(gray, prev)
+        warped = warp(prev, back)
+        d = box_filter((gray - warped).abs(), 1)
+        trust = consistency(back, fwd) * inside(back) * torch.exp2(-((d / self.gate) ** 2))
+        if fresh:  # the first frame has no past (its "previous" was itself)
+            trust = torch.cat([torch.zeros_like(trust[:1]), trust[1:]])
+        if (h, w) != tuple(gray.shape[-2:]):
+            fx, fy = w / gray.shape[-1], h / gray.shape[-2]
+            back = F.interpolate(back, size=(h, w), mode="bilinear", align_corners=False)
+            back = torch.cat([back[:, :1] * fx, back[:, 1:] * fy], 1)
+            trust = F.interpolate(trust, size=(h, w), mode="bilinear", align_corners=False)
+        return Motion(sampling_grid(back), trust, back, fresh)
+
+    def _flows(self, gray: Tensor, prev: Tensor) -> tuple[Tensor, Tensor]:
+        """Backward (t into t − 1) and forward (t − 1 into t) flows ``(B, 2, h, w)`` in pixels."""
+        dis = self.method == "dis" or (self.method == "auto" and use_cpu_kernels(gray))
+        if not dis:
+            both = lk_flow(torch.cat([gray, prev]), torch.cat([prev, gray]))
+            return both[: gray.shape[0]], both[gray.shape[0] :]
+        if self._dis is None:
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        cur8, prev8 = (_gray_uint8(t) for t in (gray, prev))
+        back = np.stack([self._dis.calc(c, p, None) for c, p in zip(cur8, prev8)])
+        fwd = np.stack([self._dis.calc(p, c, None) for c, p in zip(cur8, prev8)])
+        return torch.from_numpy(back).permute(0, 3, 1, 2), torch.from_numpy(fwd).permute(0, 3, 1, 2)
+
+
+def _gray_uint8(gray: Tensor) -> np.ndarray:
+    """``(B, 1, h, w)`` float in [0, 1] on the CPU → ``(B, h, w)`` uint8."""
+    return gray[:, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()

@@ -1,0 +1,168 @@
+"""Motion-compensated smoothing (``--temporal motion``, the default): the working-size flow, the
+coefficients carried along it, the input's noise averaged along it, and the default through ``run``."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from streamdehaze.ops.flow import consistency, inside, lk_flow, warp
+from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig
+from streamdehaze.pipeline.temporal_motion import MotionEstimator
+from streamdehaze.pipeline.temporal_noise import NoiseFilter
+
+
+def texture(h: int = 200, w: int = 320, blur: float = 2.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), blur)
+    return (t - t.min()) / (t.max() - t.min())
+
+
+def shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``image(p + (dx, dy))``, sub-pixel: the content moves by ``(−dx, −dy)``."""
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, m, image.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+
+
+def as_gray(*images: np.ndarray) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.ascontiguousarray(i)) for i in images])[:, None].float()
+
+
+@pytest.mark.parametrize("dx, dy", [(0.4, 0.0), (2.3, -1.2), (6.0, 3.0)])
+def test_lk_flow_recovers_a_known_subpixel_translation(dx, dy):
+    img = texture()
+    flow = lk_flow(as_gray(shifted(img, dx, dy)), as_gray(img))  # cur(p) = prev(p + d): flow = d
+    core = flow[0, :, 16:-16, 16:-16]
+    assert abs(core[0].median().item() - dx) < 0.1 and abs(core[1].median().item() - dy) < 0.1
+    # and warping prev along it reproduces cur
+    cur = as_gray(shifted(img, dx, dy))
+    err = (warp(as_gray(img), flow) - cur).abs()[..., 16:-16, 16:-16].mean().item()
+    assert err < 0.01 < (as_gray(img) - cur).abs()[..., 16:-16, 16:-16].mean().item()
+
+
+def test_lk_flow_of_identical_frames_is_zero_and_of_a_batch_is_per_pair():
+    a, b = texture(seed=1), texture(seed=2)
+    flow = lk_flow(as_gray(a, shifted(b, 1.5, 0)), as_gray(a, b))
+    assert flow[0].abs().max().item() < 1e-3
+    assert abs(flow[1, 0, 16:-16, 16:-16].median().item() - 1.5) < 0.1
+
+
+def test_consistency_flags_the_pixels_whose_round_trip_fails():
+    n, h, w = 1, 32, 48
+    back = torch.full((n, 2, h, w), 2.0)
+    fwd = -back.clone()
+    assert consistency(back, fwd).min().item() == 1.0
+    fwd[..., 10:20, 10:20] = 3.0  # the forward flow disagrees in a block (an occlusion)
+    mask = consistency(back, fwd)
+    assert mask[0, 0, 12, 12] == 0 and mask[0, 0, 25, 30] == 1
+    assert inside(back)[0, 0, 0, 0] == 1 and inside(back)[0, 0, -1, -1] == 0  # points outside the frame
+
+
+@pytest.mark.parametrize("method", ["dis", "lk"])
+def test_motion_estimator_follows_a_pan_across_batches(method):
+    """Both flow methods (DIS on the CPU, lk_flow on a GPU) give the same motion; the first frame after
+    a reset has no past (trust 0), later batches continue from the previous one's last frame."""
+    img = texture(240, 400)
+    frames = [np.dstack([shifted(img, 1.5 * i, 0.5 * i)[20:180, 20:304]] * 3) for i in range(6)]
+    low = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+    est = MotionEstimator(method=method)
+    first, second = est(low[:3]), est(low[3:])
+    assert first.trust[0].max().item() == 0 and first.fresh and not second.fresh
+    for motion in (first, second):
+        for i in range(1 if motion is first else 0, 3):
+            flow = motion.flow[i, :, 16:-16, 16:-16]
+            assert abs(flow[0].median().item() - 1.5) < 0.25 and abs(flow[1].median().item() - 0.5) < 0.25
+            assert motion.trust[i, :, 16:-16, 16:-16].mean().item() > 0.8
+    est.reset()
+    assert est(low[3:4]).trust.max().item() == 0
+
+
+def test_coefficients_are_carried_along_the_motion_not_left_behind():
+    """A coefficient field that moves with the scene plus frame-to-frame jitter: smoothing along the
+    motion removes jitter and keeps the field where the scene is; the per-pixel EMA leaves it behind."""
+    rng = np.random.default_rng(3)
+    field = texture(240, 400, blur=6.0)
+    img = texture(240, 400, seed=4)
+    lows, a_true, a_jit = [], [], []
+    for i in range(12):
+        lows.append(np.dstack([shifted(img, 2.0 * i, 0)[40:200, 40:360]] * 3))
+        a_true.append(1.0 + shifted(field, 2.0 * i, 0)[40:200, 40:360])
+        a_jit.append(a_true[-1] + rng.normal(0, 0.05))  # the network's estimate jitters as a whole
+    low = torch.from_numpy(np.stack(lows)).permute(0, 3, 1, 2).float()
+    a = torch.from_numpy(np.stack(a_jit))[:, None].float()
+    b = torch.zeros_like(a)
+    truth = np.stack(a_true)[:, None]
+    motion = MotionEstimator()(low)
+    config = TemporalConfig(strength=0.8, change=1.0)  # the change gate is tested apart
+    mc, ema = CoefficientSmoother(config), CoefficientSmoother(TemporalConfig(strength=0.8, motion=None))
+    got_mc = torch.cat([mc.step(low[i : i + 1], a[i : i + 1], b[i : i + 1], None, motion.at(i))[0] for i in range(12)])
+    got_ema = torch.cat([ema.step(low[i : i + 1], a[i : i + 1], b[i : i + 1])[0] for i in range(12)])
+
+    def error(x):
+        return np.abs(x.numpy()[6:, :, 16:-16, 16:-16] - truth[6:, :, 16:-16, 16:-16]).mean()
+
+    raw = error(a)
+    assert error(got_mc) < 0.7 * raw  # jitter averaged out
+    assert error(got_ema) > error(got_mc) * 1.5  # the static average trails the moving field
+
+
+def test_a_real_change_of_the_coefficients_is_followed_at_once():
+    """The fog thins between two frames: keeping the past would change the output by far more than
+    the change gate, so the new coefficients pass (no slow fade, no trail)."""
+    low = 0.3 + 0.7 * torch.rand(2, 3, 32, 48)  # no black pixels, where a gain changes nothing
+    smoother = CoefficientSmoother(TemporalConfig(strength=0.9))
+    grid_motion = MotionEstimator()(torch.cat([low[:1], low[:1]]))
+    a0, a1 = torch.full((1, 3, 32, 48), 1.2), torch.full((1, 3, 32, 48), 1.6)
+    smoother.step(low[:1], a0, torch.zeros_like(a0), None, grid_motion.at(0))
+    got, _ = smoother.step(low[:1], a1, torch.zeros_like(a1), None, grid_motion.at(1))
+    assert torch.allclose(got, a1, atol=1e-3)  # not a fade from 1.2 (which would be 1.24 at strength 0.9)
+    jitter = a1 + 0.005
+    got, _ = smoother.step(low[:1], jitter, torch.zeros_like(a1), None, grid_motion.at(1))
+    assert (got - a1).abs().max().item() < 0.003  # a small change is averaged with the past
+
+
+def noisy_pan(n: int = 8, sigma: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 180, 320, 3)`` uint8 frames of a panning textured scene with fresh noise, and the clean frames."""
+    rng = np.random.default_rng(seed)
+    img = np.dstack([texture(260, 420, blur=3.0, seed=s) for s in (5, 6, 7)]) * 200 + 20
+    clean = np.stack([shifted(img, 1.0 * i, 0.0)[40:220, 40:360] for i in range(n)])
+    noisy = np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 255).round().astype(np.uint8)
+    return noisy, clean.round().clip(0, 255).astype(np.uint8)
+
+
+def run_filter(frames: np.ndarray, uint8: bool, amount: float = 1.0, cut_at: int | None = None) -> np.ndarray:
+    x = torch.from_numpy(frames)
+    low = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2).float() / 255, size=(90, 160), mode="area")
+    motion = MotionEstimator(method="lk")(low)
+    cut = torch.zeros(len(frames), dtype=torch.bool)
+    if cut_at is not None:
+        cut[cut_at] = True
+    f, gain = NoiseFilter(), torch.full((len(frames), 1, 90, 160), 1.5)
+    if uint8:
+        return f.filter_uint8(x, low, motion, cut, gain, amount).numpy()
+    y = f.filter(x.permute(0, 3, 1, 2).float() / 255, low, motion, cut, gain, amount)
+    return (y * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def test_noise_filter_averages_noise_along_the_pan_and_keeps_the_scene():
+    noisy, clean = noisy_pan()
+    for uint8 in (True, False):
+        out = run_filter(noisy, uint8)
+        core = (slice(4, None), slice(8, -8), slice(8, -8))
+        before = np.abs(noisy[core].astype(float) - clean[core]).mean()
+        after = np.abs(out[core].astype(float) - clean[core]).mean()
+        assert after < 0.8 * before  # noise averaged along the motion, not a blur of the scene
+    assert np.abs(run_filter(noisy, True).astype(int) - run_filter(noisy, False).astype(int)).mean() < 0.6
+
+
+def test_noise_filter_passes_what_moves_against_the_flow_and_resets_at_cuts():
+    noisy, _ = noisy_pan()
+    moved = noisy.copy()
+    moved[5:, 60:120, 100:180] = 255 - moved[5:, 60:120, 100:180]  # a new object the flow does not know
+    out = run_filter(moved, True, cut_at=3)
+    assert np.abs(out[5:, 62:118, 102:178].astype(int) - moved[5:, 62:118, 102:178]).mean() < 2.0
+    assert np.array_equal(out[3], moved[3]) and np.array_equal(out[0], moved[0])  # no past: cut, first
+    assert np.array_equal(run_filter(noisy, True, amount=0.0), noisy)  # strength 0: untouched
