@@ -1,4 +1,4 @@
-"""Engine tuning switches (pipeline/tuning.py), speed settings (pipeline/speed.py) and FLOP counting."""
+"""Engine tuning switches (pipeline/tuning.py), speed settings (pipeline/speed.py, --compare: settings.py), FLOPs."""
 
 from __future__ import annotations
 
