@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from .devices import resolve_device
+from .errors import InputError
 from .frames import Frame
 from .pipeline.engine import Engine
 from .pipeline.runner import Pipeline, Progress
 from .pipeline.speed import SpeedSettings
+from .settings import SETTINGS, check_keywords, group_values
 
 if TYPE_CHECKING:  # av is imported where it is used: OpenCV's window needs cv2 loaded before av
     from .io.base import Source
@@ -40,17 +43,22 @@ def build_pipeline(
     speed: SpeedSettings | None = None,
     coeff_hook: Any = None,
     temporal: Any = "default",
-    flip_average: bool = False,
-    backend: str = "auto",
     tracks: tuple[str, ...] = ("audio",),
-    strength: float = 1.0,
+    **settings: Any,
 ) -> Pipeline:
     """A ready :class:`Pipeline` from ``src`` (file, rtsp://, webcam:N, image folder) to ``dst``.
 
     ``dst`` is a video file (container from its extension) or, ending in ``/``, a folder of
     numbered PNGs. Audio is copied from ``src`` when it is a file. Nothing is opened yet: the
     source and sink open when the pipeline runs. ``model`` is a registry name or a Dehazer.
-    ``speed``: working size, keyframe interval and GPU tuning (default: the device's defaults);
+    ``settings``: any setting of :data:`streamdehaze.settings.SETTINGS` by its key, the command line's
+    option in underscores (``work_size``, ``transfer_fit``, ``guard``, ``keyframe_interval``,
+    ``scene_cut``, the tuning switches, ``temporal_strength``, ``flip_average``, ``backend``,
+    ``strength``; ``batch`` and ``precision`` are also positional), with the same defaults and
+    checks; an unknown keyword or a bad value is :class:`~streamdehaze.errors.InputError`.
+    ``speed``: working size, keyframe interval and GPU tuning as one
+    :class:`~streamdehaze.pipeline.speed.SpeedSettings` (default: the device's defaults; the speed
+    keywords override its fields);
     ``coeff_hook``: called on the affine coefficients of every frame (``hook(low, a, b) -> (a, b)``,
     reset at scene cuts, see :mod:`streamdehaze.pipeline.stages`). ``flip_average``: when ``model``
     is a name, average each result with the network's result on the mirrored frame
@@ -58,9 +66,10 @@ def build_pipeline(
     ``timeout``/``reconnect_for`` (seconds): a live source that delivers nothing for ``timeout``
     reconnects with backoff for up to ``reconnect_for`` (None: for ever; 0: the outage ends the
     run, keeping what was recorded); see :func:`~streamdehaze.io.sources.open_source`.
-    ``temporal``: temporal smoothing, a
+    ``temporal``: temporal smoothing, a mode (``"ema"``, as ``--temporal``) or a
     :class:`~streamdehaze.pipeline.temporal_engine.TemporalSettings`; ``"default"`` (as ``run``): the default
-    mode and strength; None: off; ``pipeline.temporal`` holds the settings in use (None: off).
+    mode; None: off; ``temporal_strength`` sets its strength; ``pipeline.temporal`` holds the settings in
+    use (None: off).
     ``strength``: the amount of dehazing in [0, 1] (0: the input unchanged, 1: the model's full result).
     Controls while running, from any thread: ``pipeline.engine.control("temporal" | "dehaze" | "strength", value)``.
     ``backend``: what runs the network when ``model`` is a name: ``torch``, ``onnxruntime`` or ``auto``
@@ -79,7 +88,12 @@ def build_pipeline(
     from .io.sources import FileSource, open_source
     from .pipeline.engine import _model_device
 
-    speed = speed or SpeedSettings()
+    options = check_keywords({"batch": batch, "precision": precision, **settings}, where="build_pipeline")
+    batch, precision, flip_average, backend, strength = (
+        options.get(key, SETTINGS[key].default) for key in ("batch", "precision", "flip_average", "backend", "strength")
+    )
+    speed = dataclasses.replace(speed or SpeedSettings(), **group_values("speed", options))
+    temporal = _temporal(temporal, group_values("temporal", options))
     # the input, the output and the encoder are checked before the model loads (seconds)
     if not isinstance(src, Source):
         check_source(os.fspath(src))
@@ -112,10 +126,8 @@ def build_pipeline(
     # yuv420p planes end to end only where both ends handle them (file → video file)
     if speed.use_device_yuv(dev) and isinstance(source, FileSource) and isinstance(sink, VideoFileSink):
         source.pix_fmt = "yuv420p"
-    from .pipeline.temporal_engine import TemporalSettings, build_engine
+    from .pipeline.temporal_engine import build_engine
 
-    if isinstance(temporal, str) and temporal == "default":
-        temporal = TemporalSettings()
     if engine is None:
         engine = build_engine(
             speed, dehazer, dev, precision, temporal=temporal, coeff_hook=coeff_hook, strength=strength
@@ -133,6 +145,19 @@ def build_pipeline(
     return pipe
 
 
+def _temporal(temporal: Any, given: dict[str, Any]) -> Any:
+    """The temporal settings of ``build_pipeline(temporal=...)``, with ``given`` (``strength``) applied."""
+    from .pipeline.temporal_engine import TemporalSettings
+
+    if temporal is None:
+        if given:
+            raise InputError("temporal_strength needs temporal smoothing; temporal=None switches it off")
+        return None
+    if isinstance(temporal, str):  # "default" or a mode, checked as --temporal is
+        return TemporalSettings(**given, **({} if temporal == "default" else {"mode": temporal}))
+    return dataclasses.replace(temporal, **given) if given else temporal
+
+
 def dehaze_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -148,8 +173,10 @@ def dehaze_video(
     """Dehaze a video or stream ``src`` into ``dst`` and return a summary dict.
 
     ``options``: codec, crf, preset, start, duration (seconds), max_frames, timeout, reconnect_for, speed
-    (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal, flip_average, backend,
-    strength (the amount of dehazing in [0, 1], default 1) (see :func:`build_pipeline`).
+    (:class:`~streamdehaze.pipeline.speed.SpeedSettings`), coeff_hook, temporal, tracks, and every
+    setting of :data:`streamdehaze.settings.SETTINGS` by its key (``work_size``, ``keyframe_interval``,
+    ``temporal_strength``, ``flip_average``, ``backend``, ``strength``, ...; see :func:`build_pipeline`);
+    an unknown keyword or a bad value is :class:`~streamdehaze.errors.InputError`.
     The summary holds ``status``, ``frames_read``, ``frames_written``, ``dropped``, ``fps``,
     ``wall_s``, ``outages`` and ``gap_s`` (a live source's reconnections and the seconds without
     frames) and per-stage ``stages`` (frames, busy share, capacity fps).

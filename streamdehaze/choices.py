@@ -1,9 +1,9 @@
 """Option values known without torch: the transfer fits, the temporal modes, the bench figures.
 
-The command line builds its options (names, choices, help) from these at import time, so this
-module imports nothing heavy: ``streamdehaze --help`` and the argument checks load no torch
-(DESIGN.md). The modules that use them (:mod:`.ops.transfer_fit`, :mod:`.pipeline.temporal`,
-:mod:`.bench.measure`) import them from here.
+The settings tree (:mod:`.settings`), and through it the command line's options, is built from
+these at import time, so this module imports nothing heavy: ``streamdehaze --help`` and the
+argument checks load no torch (DESIGN.md). The modules that use them (:mod:`.ops.transfer_fit`,
+:mod:`.pipeline.temporal`, :mod:`.bench.measure`) import them from here.
 """
 
 from __future__ import annotations

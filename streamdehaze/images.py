@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from .choices import DEFAULT_GUARD, check_guard
+from .choices import DEFAULT_GUARD
 from .nets.dehazer import Dehazer
 from .nets.registry import load_model
 from .ops.color import to_tensor, to_uint8
-from .ops.transfer_fit import STILLS_TRANSFER_FIT, check_strength, check_transfer_fit, transfer
+from .ops.transfer_fit import STILLS_TRANSFER_FIT, transfer
+from .settings import check_keywords
 from .work_size import WorkSize, parse_work_size
 
 
@@ -22,6 +25,7 @@ def dehaze_image(
     transfer_fit: str = STILLS_TRANSFER_FIT,
     strength: float = 1.0,
     guard: str = DEFAULT_GUARD,
+    **other: Any,
 ) -> np.ndarray:
     """Dehaze one ``(H, W, 3) uint8`` RGB image; returns the same shape and type.
 
@@ -32,11 +36,13 @@ def dehaze_image(
     fit (``"wide"``, the stills default, or ``"local"``, video's; see
     :data:`~.ops.transfer_fit.TRANSFER_FITS`). ``strength``:
     the amount of dehazing in [0, 1] (0 returns the input; see :func:`~.ops.transfer_fit.strengthen`).
-    ``guard``: the guard rails after the fit (:data:`~.choices.GUARDS`).
+    ``guard``: the guard rails after the fit (:data:`~.choices.GUARDS`). These are the settings tree's
+    keywords with its checks (:mod:`.settings`; stills default to ``transfer_fit="wide"`` and full
+    resolution); a bad value or any other keyword (the video settings do not apply to one image) is
+    :class:`~.errors.InputError`.
     """
-    check_transfer_fit(transfer_fit)
-    check_guard(guard)
-    strength = check_strength(strength)
+    stills = {"work_size": work_size, "transfer_fit": transfer_fit, "strength": strength, "guard": guard}
+    strength = check_keywords({**stills, **other}, allowed=stills, where="dehaze_image")["strength"]
     if isinstance(model, str):
         model = load_model(model, weights=weights, device=device)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -13,7 +13,7 @@ from media import make_clip, pattern_frame, read_video
 from streamdehaze.cli import main
 from streamdehaze.errors import InputError
 from streamdehaze.io.stills import write_image
-from streamdehaze.pipeline.speed import parse_overrides
+from streamdehaze.settings import parse_overrides
 
 
 def invoke(*args: str):

@@ -1,4 +1,4 @@
-"""Engine tuning switches (pipeline/tuning.py), speed settings (pipeline/speed.py) and FLOP counting."""
+"""Engine tuning switches (pipeline/tuning.py), speed settings (pipeline/speed.py, --compare: settings.py), FLOPs."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from streamdehaze.errors import InputError
 from streamdehaze.nets.aecrnet import AECRNet
 from streamdehaze.nets.dehazer import Dehazer
 from streamdehaze.pipeline.engine import Engine
-from streamdehaze.pipeline.speed import SpeedSettings, parse_overrides
+from streamdehaze.pipeline.speed import SpeedSettings
 from streamdehaze.pipeline.tuning import EngineOptions, GraphedModel, model_runner
+from streamdehaze.settings import parse_overrides
 
 
 def test_options_resolve_per_device():

@@ -18,9 +18,10 @@ construction. The input clip is generated (a textured, hazy scene panning slowly
 file is given.
 
 Speed settings (:class:`~.speed.SpeedSettings`: working size, keyframe interval, GPU tuning) apply to
-the model, engine and end-to-end figures. ``compare`` adds variants (``key=value,...`` overrides of the settings)
-measured in the same rounds, interleaved, so their ratios to the base settings (``variants`` in the
-result, ``*_speedup``, and per round ``*_speedup_rounds``) are fair on a shared machine.
+the model, engine and end-to-end figures. ``compare`` adds variants (``key=value,...`` overrides of the
+settings, keys: :data:`~streamdehaze.settings.COMPARE_KEYS`) measured in the same rounds, interleaved, so
+their ratios to the base settings (``variants`` in the result, ``*_speedup``, and per round
+``*_speedup_rounds``) are fair on a shared machine.
 ``measure`` picks which figures to take. The timed loops are in :mod:`.timing`.
 """
 
@@ -47,24 +48,24 @@ from ..devices import device_name, resolve_device
 from ..frames import StreamInfo
 from ..nets.dehazer import Dehazer
 from ..pipeline.engine import Engine
-from ..pipeline.speed import SpeedSettings, parse_overrides
+from ..pipeline.speed import SpeedSettings
+from ..settings import SETTINGS, RunGroup, parse_overrides
 from .timing import precision_error, time_decode, time_encode, time_end_to_end, time_engine, time_model
 
 
 @dataclass
-class BenchSettings(SpeedSettings):
+class BenchSettings(SpeedSettings, RunGroup):
     """What ``bench`` measures and how: the :class:`SpeedSettings` fields (working size, keyframes,
-    tuning switches) plus the model, clip, batch and measurement choices."""
+    tuning switches), the :class:`~streamdehaze.settings.RunGroup` ones (batch, precision, backend,
+    flip average), the temporal smoothing flat (``temporal``, ``temporal_strength``: the
+    ``--compare`` keys) plus the model, clip and measurement choices."""
 
     model: str = "aecrnet"
     weights: str | None = None
     random_weights: bool = False  # aecrnet with random weights of width ngf (timing only)
-    flip_average: bool = False  # the network also runs on mirrored frames (see nets.dehazer)
     ngf: int = 64
     width: int = 1280
     height: int = 720
-    batch: int = 4
-    precision: str = "fp32"
     device: str = "auto"
     frames: int = 100
     warmup: int = 10
@@ -77,8 +78,7 @@ class BenchSettings(SpeedSettings):
     measure: tuple[str, ...] = MEASUREMENTS
     peak: bool = False  # also count the network's FLOPs and measure the device's matmul peak
     temporal: str = "off"  # temporal smoothing (pipeline.temporal_engine): its cost shows in the engine figures
-    temporal_strength: float = 0.8
-    backend: str = "auto"  # torch | onnxruntime | auto (see backends.select)
+    temporal_strength: float = SETTINGS["temporal_strength"].default
 
     def engine(self, model: torch.nn.Module, device: torch.device) -> Engine:
         from ..pipeline.temporal_engine import TemporalSettings, build_engine

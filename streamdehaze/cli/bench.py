@@ -11,19 +11,10 @@ from rich.table import Table
 from ..choices import MEASUREMENTS
 from ..errors import InputError
 from ..io.preflight import check_source, check_weights
-from ..pipeline.speed import OVERRIDE_KEYS, parse_overrides
-from .common import (
-    backend_option,
-    console,
-    console_err,
-    device_option,
-    flip_average_option,
-    model_option,
-    weights_option,
-)
+from ..settings import COMPARE_KEYS, parse_overrides
+from .common import console, console_err, device_option, model_option, weights_option
+from .options import pop_settings, pop_speed, setting_options
 from .progress import key_value_table
-from .speed import pop_speed, speed_options
-from .temporal_options import temporal_options
 
 ENV_KEYS = ("device_name", "device", "torch_version", "cuda_version", "cudnn_version", "torch_threads", "av_version")
 ENV_KEYS += ("onnxruntime_version",)
@@ -123,14 +114,13 @@ def stages_table(stages: dict) -> Table:
 @click.command("bench")
 @model_option
 @weights_option
-@flip_average_option
+@setting_options("flip_average")
 @device_option
-@backend_option
+@setting_options("backend")
 @click.option("--random-weights", is_flag=True, help="Time AECR-Net with random weights (no weight file needed).")
 @click.option("--ngf", type=click.IntRange(min=1), default=64, show_default=True, help="Width for --random-weights.")
 @click.option("--resolution", "-r", default="1280x720", show_default=True, help="Frame size WIDTHxHEIGHT.")
-@click.option("--batch", "-b", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
+@setting_options("batch", "precision")
 @click.option("--frames", "-n", type=click.IntRange(min=1), default=100, show_default=True, help="Frames timed.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Frames before timing.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Rounds; medians reported.")
@@ -138,13 +128,13 @@ def stages_table(stages: dict) -> Table:
 @click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True)
 @click.option("--preset", default="veryfast", show_default=True)
 @click.option("--input", "input_", type=click.Path(dir_okay=False), default=None, help="Time this file, not a clip.")
-@speed_options
+@setting_options("speed")
 @click.option(
     "--compare",
     multiple=True,
     metavar="KEY=VALUE,...",
     help="Also measure a variant of the settings in the same rounds (repeatable), e.g. "
-    f"'work-size=full' or 'keyframe-interval=4'; keys: {', '.join(OVERRIDE_KEYS)}.",
+    f"'work-size=full' or 'keyframe-interval=4'; keys: {', '.join(COMPARE_KEYS)}.",
 )
 @click.option(
     "--measure",
@@ -154,9 +144,9 @@ def stages_table(stages: dict) -> Table:
 )
 @click.option("--peak", is_flag=True, help="Also count network FLOPs and measure the matmul peak (share reached).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else on stdout.")
-@temporal_options(default="off")
-def command(model, weights, flip_average, device, backend, random_weights, ngf, resolution, batch, precision, frames,
-            warmup, repeat, codec, crf, preset, input_, compare, measure, peak, as_json, **speed) -> None:  # fmt: skip
+@setting_options("temporal", temporal="off")
+def command(model, weights, device, random_weights, ngf, resolution, frames, warmup, repeat, codec, crf, preset,
+            input_, compare, measure, peak, as_json, **options) -> None:  # fmt: skip
     """Measure model-only, decode-only, encode-only and end-to-end frames per second.
 
     Uses a generated H.264 clip of --resolution (or --input FILE) through the real pipeline with a
@@ -179,15 +169,14 @@ def command(model, weights, flip_average, device, backend, random_weights, ngf, 
     if input_ is not None:
         check_source(input_)
     check_weights(weights)
-    speed_settings = pop_speed(speed)  # checks --transfer-fit and the rest before torch loads
+    speed = vars(pop_speed(options))  # checks --transfer-fit and the rest before torch loads
     from ..bench.measure import BenchSettings, run_bench
 
     s = BenchSettings(
-        model=model, weights=weights, flip_average=flip_average, random_weights=random_weights, ngf=ngf, width=width,
-        height=height, batch=batch, precision=precision, device=device, frames=frames, warmup=warmup, codec=codec,
-        crf=crf, preset=preset, input=input_, repeat=repeat, compare=tuple(compare), measure=parse_measure(measure),
-        peak=peak, backend=backend, temporal=speed.pop("temporal"), temporal_strength=speed.pop("temporal_strength"),
-        **vars(speed_settings),
+        model=model, weights=weights, random_weights=random_weights, ngf=ngf, width=width, height=height,
+        device=device, frames=frames, warmup=warmup, codec=codec, crf=crf, preset=preset, input=input_,
+        repeat=repeat, compare=tuple(compare), measure=parse_measure(measure), peak=peak,
+        **pop_settings(options, "run", "temporal"), **speed,
     )  # fmt: skip
     result = run_bench(s, log=lambda msg: console_err.print(f"[dim]{msg}[/]", highlight=False))
     if as_json:
@@ -215,7 +204,7 @@ def command(model, weights, flip_average, device, backend, random_weights, ngf, 
         console.print(
             f"network {result['network_gflops_per_call']:.1f} GFLOP per call; model {result['model_tflops']:.3f} "
             f"TFLOP/s = {100 * result['peak_fraction']:.1f}% of the measured matmul peak "
-            f"{result['matmul_peak_tflops']:.2f} TFLOP/s ({precision})"
+            f"{result['matmul_peak_tflops']:.2f} TFLOP/s ({s.precision})"
         )
     for line in consistency_lines(result):
         console.print(line, highlight=False)

@@ -1,4 +1,4 @@
-"""Options and output helpers shared by the commands."""
+"""Options and output helpers shared by the commands (the processing settings' options: :mod:`.options`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import logging
 import click
 from rich.console import Console
 from rich.markup import escape
-
-from ..backends import BACKENDS
 
 console = Console()
 console_err = Console(stderr=True)
@@ -28,12 +26,6 @@ weights_option = click.option(
     default=None,
     help="Weight file to use instead of the shipped one (official AECR-Net .pk/.pth or ours; "
     "an .onnx file from 'streamdehaze export' runs with onnxruntime).",
-)
-flip_average_option = click.option(
-    "--flip-average",
-    is_flag=True,
-    help="Also run the network on the mirrored frame and average the two results "
-    "(a little more accurate, twice the network time).",
 )
 device_option = click.option(
     "--device",
@@ -65,14 +57,3 @@ def log_to_console() -> None:
     logger = logging.getLogger("streamdehaze")
     if not any(isinstance(h, _ConsoleLog) for h in logger.handlers):
         logger.addHandler(_ConsoleLog(logging.WARNING))
-
-
-backend_option = click.option(
-    "--backend",
-    type=click.Choice(list(BACKENDS)),
-    default="auto",
-    show_default=True,
-    help="What runs the network. auto: onnxruntime on the CPU (faster there) when installed, else torch; "
-    "onnxruntime exports the weights to ONNX once (cached) or runs --weights FILE.onnx; "
-    "install it with: pip install 'streamdehaze[onnx]'.",
-)

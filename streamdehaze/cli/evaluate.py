@@ -17,10 +17,10 @@ from ..io.preflight import check_weights
 from ..io.stills import read_image
 from ..pairs import find_pairs
 from ..work_size import parse_work_size
-from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
+from .common import console, device_option, model_option, weights_option
 from .eval_noref import HELP as NO_REFERENCE_HELP
 from .eval_noref import run_no_reference
-from .speed import guard_option, stills_transfer_fit_option, work_size_option
+from .options import setting_options
 
 if TYPE_CHECKING:  # torch and numpy load when the command runs, after its inputs were checked
     import numpy as np
@@ -125,9 +125,9 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
 )
 @model_option
 @weights_option
-@flip_average_option
+@setting_options("flip_average")
 @device_option
-@backend_option
+@setting_options("backend")
 @click.option(
     "--baseline",
     type=click.Choice(["input", "dcp"]),
@@ -145,9 +145,7 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
     is_flag=True,
     help="Print one JSON object: n, psnr, ssim (and per-set figures); --no-reference: n, e, rbar, sigma, ...",
 )
-@work_size_option(default="model")
-@stills_transfer_fit_option
-@guard_option
+@setting_options("work_size", "transfer_fit", "guard", work_size="model", transfer_fit=STILLS_TRANSFER_FIT)
 def command(
     inputs,
     hazy,

@@ -7,14 +7,13 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..choices import DEFAULT_GUARD
+from ..choices import DEFAULT_GUARD, STILLS_TRANSFER_FIT
 from ..errors import InputError
 from ..io.preflight import check_weights, check_writable_folder
 from ..io.stills import expand_inputs, read_image, write_image
 from ..work_size import parse_work_size
-from .common import backend_option, console, device_option, flip_average_option, model_option, weights_option
-from .speed import guard_option, stills_transfer_fit_option, work_size_option
-from .strength import strength_option
+from .common import console, device_option, model_option, weights_option
+from .options import setting_options
 
 
 def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
@@ -43,13 +42,9 @@ def _remove_empty(folders: list[Path]) -> None:
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Folder for DIR/<name>.png.")
 @model_option
 @weights_option
-@flip_average_option
+@setting_options("flip_average")
 @device_option
-@backend_option
-@work_size_option()
-@stills_transfer_fit_option
-@guard_option
-@strength_option
+@setting_options("backend", "work_size", "transfer_fit", "guard", "strength", transfer_fit=STILLS_TRANSFER_FIT)
 def command(
     inputs: tuple[str, ...],
     output: str,

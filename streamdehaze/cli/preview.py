@@ -8,20 +8,9 @@ import click
 
 from ..errors import InputError
 from ..io.preflight import check_source, check_weights, check_writable_folder
-from .common import (
-    backend_option,
-    console,
-    device_option,
-    flip_average_option,
-    log_to_console,
-    model_option,
-    reconnect_for_option,
-    weights_option,
-)
+from .common import console, device_option, log_to_console, model_option, reconnect_for_option, weights_option
+from .options import pop_settings, pop_speed, pop_temporal, setting_options
 from .progress import PipelineProgress, outages_text
-from .speed import guard_option, transfer_fit_option, work_size_option
-from .strength import strength_option
-from .temporal_options import pop_temporal, temporal_options
 
 web_option = click.option(
     "--web",
@@ -48,9 +37,9 @@ def print_web_url(url: str, token_required: bool) -> None:
 @click.argument("source")
 @model_option
 @weights_option
-@flip_average_option
+@setting_options("flip_average")
 @device_option
-@backend_option
+@setting_options("backend")
 @web_option
 @token_option
 @click.option(
@@ -58,8 +47,7 @@ def print_web_url(url: str, token_required: bool) -> None:
     default=None,
     help="Open a window (default: yes, unless --web is given: --web alone runs without a screen).",
 )
-@click.option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True, help="Frames per model call.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
+@setting_options("batch", "precision", batch=1)
 @click.option(
     "--snapshots",
     type=click.Path(file_okay=False),
@@ -73,33 +61,21 @@ def print_web_url(url: str, token_required: bool) -> None:
 @reconnect_for_option
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
 @click.option("--exit-at-end", is_flag=True, help="Exit when the stream ends instead of keeping the last frame shown.")
-@work_size_option()
-@transfer_fit_option
-@guard_option
-@temporal_options()
-@strength_option
+@setting_options("work_size", "transfer_fit", "guard", "temporal", "strength")
 def command(
     source: str,
     model: str,
     weights: str | None,
-    flip_average: bool,
     device: str,
-    backend: str,
     web: str | None,
     token: str | None,
     window: bool | None,
-    batch: int,
-    precision: str,
     snapshots: str,
     timeout: float,
     reconnect_for: float | None,
     max_frames: int | None,
     exit_at_end: bool,
-    work_size: str,
-    transfer_fit: str,
-    guard: str,
-    strength: float,
-    **temporal_kwargs: Any,
+    **options: Any,
 ) -> None:
     """Preview SOURCE (webcam:N, rtsp://URL, video file, lavfi:GRAPH) dehazed next to the original.
 
@@ -125,10 +101,12 @@ def command(
     check_source(source)  # before torch loads or a frame is decoded
     check_weights(weights)
     check_writable_folder(snapshots)
+    run = pop_settings(options, "run", "strength")
+    flip_average = run["flip_average"]
+    speed = pop_speed(options)
     import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/window.check_display
 
     from ..backends.select import describe_backend
-    from ..pipeline.speed import SpeedSettings
     from ..preview.session import preview
 
     def on_start(pipe: Any, url: str | None) -> None:
@@ -157,20 +135,20 @@ def command(
             window=show_window,
             web=web,
             token=token,
-            batch=batch,
-            precision=precision,
+            batch=run["batch"],
+            precision=run["precision"],
             snapshot_dir=snapshots,
             timeout=timeout,
             reconnect_for=reconnect_for,
             max_frames=max_frames,
             exit_at_end=exit_at_end,
             flip_average=flip_average,
-            backend=backend,
+            backend=run["backend"],
             on_start=on_start,
             on_progress=progress_bar.update,
-            speed=SpeedSettings(work_size=work_size, transfer_fit=transfer_fit, guard=guard),
-            temporal=pop_temporal(temporal_kwargs),
-            strength=strength,
+            speed=speed,
+            temporal=pop_temporal(options),
+            strength=run["strength"],
         )
     line = f"shown {stats.frames_written} frames in {stats.wall_s:.1f} s ({stats.fps:.1f} fps)"
     if stats.dropped:

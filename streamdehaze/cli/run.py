@@ -9,23 +9,11 @@ import click
 
 from ..errors import InputError, StreamDehazeError
 from ..io.preflight import check_output, check_source, check_weights
-from ..pipeline.speed import SpeedSettings
 from .batch import batch_options, pop_batch
-from .common import (
-    backend_option,
-    console,
-    device_option,
-    flip_average_option,
-    log_to_console,
-    model_option,
-    reconnect_for_option,
-    weights_option,
-)
+from .common import console, device_option, log_to_console, model_option, reconnect_for_option, weights_option
+from .options import pop_settings, pop_speed, pop_temporal, setting_options
 from .preview import RecordingPreview, token_option, web_option
 from .progress import PipelineProgress, print_summary
-from .speed import speed_options
-from .strength import strength_option
-from .temporal_options import pop_temporal, temporal_options
 
 
 def parse_time(value: str | None, option: str) -> float | None:
@@ -50,17 +38,9 @@ def parse_time(value: str | None, option: str) -> float | None:
 )
 @model_option
 @weights_option
-@flip_average_option
+@setting_options("flip_average")
 @device_option
-@backend_option
-@click.option("--batch", "-b", type=click.IntRange(min=1), default=4, show_default=True, help="Frames per model call.")
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "fp16", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="Model precision; fp16/bf16 use autocast (fp16 needs CUDA).",
-)
+@setting_options("backend", "batch", "precision")
 @click.option(
     "--crf", type=click.IntRange(0, 63), default=18, show_default=True, help="Encoder quality (lower=better)."
 )
@@ -81,20 +61,15 @@ def parse_time(value: str | None, option: str) -> float | None:
 @click.option("--preview", "show_preview", is_flag=True, help="Show a preview window while recording.")
 @web_option
 @token_option
-@speed_options
-@temporal_options()
+@setting_options("speed", "temporal")
 @batch_options
-@strength_option
+@setting_options("strength")
 def command(
     source: str,
     output: str,
     model: str,
     weights: str | None,
-    flip_average: bool,
     device: str,
-    backend: str,
-    batch: int,
-    precision: str,
     crf: int,
     preset: str,
     codec: str,
@@ -106,18 +81,7 @@ def command(
     show_preview: bool,
     web: str | None,
     token: str | None,
-    work_size: str,
-    transfer_fit: str,
-    guard: str,
-    keyframe_interval: int,
-    scene_cut: float,
-    channels_last: bool | None,
-    cudnn_benchmark: bool | None,
-    compile_: bool,
-    cuda_graphs: bool,
-    device_yuv: bool | None,
-    strength: float,
-    **temporal_kwargs,
+    **options,
 ) -> None:
     """Dehaze SOURCE (video file, rtsp://URL, webcam:N, /dev/videoN, lavfi:GRAPH, image folder or glob) into --output.
 
@@ -148,7 +112,11 @@ def command(
         raise InputError(f"--duration {duration}: expected a positive length")
     if token is not None and web is None:
         raise InputError("--token applies to the web page; add --web [HOST:]PORT")
-    batch_opts = pop_batch(temporal_kwargs)
+    batch_opts = pop_batch(options)
+    run = pop_settings(options, "run", "strength")
+    batch, precision, backend, flip_average, strength = (
+        run[k] for k in ("batch", "precision", "backend", "flip_average", "strength")
+    )
     is_batch = batch_opts.applies_to(source)  # a folder or glob of videos: one output per file
     if is_batch and (show_preview or web is not None):
         raise InputError("--preview and --web show one stream; a folder or glob source is a batch of files")
@@ -166,20 +134,9 @@ def command(
         jobs = plan_jobs(source, output, batch_opts.recursive, batch_opts.container)  # its mistakes before torch loads
     check_weights(weights)
     # the preview shows RGB frames: keep colour conversion on the host when it is on
-    yuv = False if (show_preview or web is not None) else device_yuv
-    speed = SpeedSettings(
-        work_size,
-        keyframe_interval,
-        scene_cut,
-        channels_last,
-        cudnn_benchmark,
-        compile_,
-        cuda_graphs,
-        yuv,
-        transfer_fit=transfer_fit,
-        guard=guard,
-    )
-    temporal = pop_temporal(temporal_kwargs)
+    # the preview shows RGB frames: keep colour conversion on the host when it is on
+    speed = pop_speed(options, **({"device_yuv": False} if (show_preview or web is not None) else {}))
+    temporal = pop_temporal(options)
     if is_batch:
         from ..batch.jobs import RunSettings
         from .batch import run_folder

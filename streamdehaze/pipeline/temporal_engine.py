@@ -16,16 +16,16 @@ from typing import Any
 
 import torch
 
+from ..settings import TemporalGroup
 from .engine import Engine
-from .temporal import DEFAULT_MODE, MODES, TemporalConfig
+from .temporal import MODES, TemporalConfig
 
 
 @dataclass
-class TemporalSettings:
-    """``--temporal`` (``mode``: off, ema, flow or pixel) and ``--temporal-strength`` (``strength`` in [0, 1))."""
+class TemporalSettings(TemporalGroup):
+    """``--temporal`` (``mode``: off, ema, flow or pixel) and ``--temporal-strength`` (``strength`` in [0, 1)):
+    fields, defaults and checks from :class:`~streamdehaze.settings.TemporalGroup`."""
 
-    mode: str = DEFAULT_MODE
-    strength: float = 0.8
     airlight: float = 0.9  # EMA weight of the dark channel prior's airlight (0 = not smoothed)
 
     def config(self) -> TemporalConfig:
