@@ -1,5 +1,5 @@
-"""Motion-compensated smoothing (``--temporal motion``, the default): the working-size flow, the
-coefficients carried along it, the input's noise averaged along it, and the default through ``run``."""
+"""Motion-compensated smoothing (``--temporal motion``, the default): the working-size flow and the
+coefficients carried along it (the default through ``run``: test_temporal.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import torch
 from streamdehaze.ops.flow import consistency, inside, lk_flow, warp
 from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig
 from streamdehaze.pipeline.temporal_motion import MotionEstimator
-from streamdehaze.pipeline.temporal_noise import NoiseFilter
 
 
 def texture(h: int = 200, w: int = 320, blur: float = 2.0, seed: int = 0) -> np.ndarray:
@@ -122,47 +121,3 @@ def test_a_real_change_of_the_coefficients_is_followed_at_once():
     jitter = a1 + 0.005
     got, _ = smoother.step(low[:1], jitter, torch.zeros_like(a1), None, grid_motion.at(1))
     assert (got - a1).abs().max().item() < 0.003  # a small change is averaged with the past
-
-
-def noisy_pan(n: int = 8, sigma: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, 180, 320, 3)`` uint8 frames of a panning textured scene with fresh noise, and the clean frames."""
-    rng = np.random.default_rng(seed)
-    img = np.dstack([texture(260, 420, blur=3.0, seed=s) for s in (5, 6, 7)]) * 200 + 20
-    clean = np.stack([shifted(img, 1.0 * i, 0.0)[40:220, 40:360] for i in range(n)])
-    noisy = np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 255).round().astype(np.uint8)
-    return noisy, clean.round().clip(0, 255).astype(np.uint8)
-
-
-def run_filter(frames: np.ndarray, uint8: bool, amount: float = 1.0, cut_at: int | None = None) -> np.ndarray:
-    x = torch.from_numpy(frames)
-    low = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2).float() / 255, size=(90, 160), mode="area")
-    motion = MotionEstimator(method="lk")(low)
-    cut = torch.zeros(len(frames), dtype=torch.bool)
-    if cut_at is not None:
-        cut[cut_at] = True
-    f, gain = NoiseFilter(), torch.full((len(frames), 1, 90, 160), 1.5)
-    if uint8:
-        return f.filter_uint8(x, low, motion, cut, gain, amount).numpy()
-    y = f.filter(x.permute(0, 3, 1, 2).float() / 255, low, motion, cut, gain, amount)
-    return (y * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
-def test_noise_filter_averages_noise_along_the_pan_and_keeps_the_scene():
-    noisy, clean = noisy_pan()
-    for uint8 in (True, False):
-        out = run_filter(noisy, uint8)
-        core = (slice(4, None), slice(8, -8), slice(8, -8))
-        before = np.abs(noisy[core].astype(float) - clean[core]).mean()
-        after = np.abs(out[core].astype(float) - clean[core]).mean()
-        assert after < 0.8 * before  # noise averaged along the motion, not a blur of the scene
-    assert np.abs(run_filter(noisy, True).astype(int) - run_filter(noisy, False).astype(int)).mean() < 0.6
-
-
-def test_noise_filter_passes_what_moves_against_the_flow_and_resets_at_cuts():
-    noisy, _ = noisy_pan()
-    moved = noisy.copy()
-    moved[5:, 60:120, 100:180] = 255 - moved[5:, 60:120, 100:180]  # a new object the flow does not know
-    out = run_filter(moved, True, cut_at=3)
-    assert np.abs(out[5:, 62:118, 102:178].astype(int) - moved[5:, 62:118, 102:178]).mean() < 2.0
-    assert np.array_equal(out[3], moved[3]) and np.array_equal(out[0], moved[0])  # no past: cut, first
-    assert np.array_equal(run_filter(noisy, True, amount=0.0), noisy)  # strength 0: untouched

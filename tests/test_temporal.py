@@ -306,8 +306,8 @@ def test_python_api_smooths_by_default_like_run(tmp_path):
 
 def test_the_shipped_model_smooths_by_default_through_run(tmp_path):
     """``run``'s defaults with the shipped AECR-Net (coefficients at the working size, smoothed along
-    the motion, the input's noise averaged) cut the flicker of a panning foggy clip with sensor noise:
-    a default smoothing that does nothing fails here."""
+    the motion) cut the flicker of a panning foggy clip with sensor noise: a default smoothing that
+    does nothing fails here."""
     from click.testing import CliRunner
 
     from streamdehaze.cli import main

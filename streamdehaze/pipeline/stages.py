@@ -42,7 +42,6 @@ from .temporal_dcp import AirlightSmoother
 from .temporal_filter import TemporalFilter
 from .temporal_flow import FlowSmoother, flow_gray
 from .temporal_motion import Motion, MotionEstimator
-from .temporal_noise import NoiseFilter
 from .transfer import GuidedTransfer
 
 Tensor = torch.Tensor
@@ -69,11 +68,6 @@ class Prepared:
     def ready(self) -> bool:
         """Whether the host step would run without waiting (the small copies have landed)."""
         return all(d is None or d.ready() for d in (self.cuts, self.grays))
-
-
-def _gain(a: Tensor) -> Tensor:
-    """``(B, 1, h, w)``: the map's contrast gain (``|a|``, at least 1); the noise filter judges differences by it."""
-    return a.abs().mean(1, keepdim=True).clamp(min=1.0)
 
 
 def _hook_parts(hook: Any) -> tuple[Callable | None, Callable | None]:
@@ -103,7 +97,6 @@ class Stages:
         self.hook_step, self.hook_reset = _hook_parts(coeff_hook)
         self.smoother = CoefficientSmoother(config) if mode in ("motion", "ema", "flow") and transfer.active else None
         self.motion = MotionEstimator() if mode == "motion" and self.smoother is not None else None
-        self.noise = NoiseFilter() if self.motion is not None else None
         if self.settings is None:
             self.post: TemporalFilter | FlowSmoother | None = None
         elif self.smoother is not None:
@@ -133,7 +126,7 @@ class Stages:
         self.last_coefficients = None
 
     def _reset_temporal(self) -> None:
-        for stage in (self.smoother, self.motion, self.noise, self.post, self.airlight):
+        for stage in (self.smoother, self.motion, self.post, self.airlight):
             if stage is not None:
                 stage.reset()
 
@@ -222,13 +215,7 @@ class Stages:
         if not use_cpu_kernels(images) or not p.coefficients or (self.post is not None and self.temporal):
             return None
         with torch.autocast(x.device.type, enabled=False):
-            a, b = self._coefficients(p, apply_strength=True)
-            if self._denoise(p):
-                images = self.noise.filter_uint8(images, p.low, p.motion, p.state.cut, _gain(a), self.strength)
-            return apply_affine_uint8(a, b, images)
-
-    def _denoise(self, p: Prepared) -> bool:
-        return self.noise is not None and self.temporal and p.motion is not None and self.strength > 0
+            return apply_affine_uint8(*self._coefficients(p, apply_strength=True), images)
 
     def _airlight_on(self) -> bool:
         return self.airlight is not None and self.temporal
@@ -239,10 +226,7 @@ class Stages:
         return self.core.plain(x)
 
     def _transfer(self, x: Tensor, p: Prepared, apply_strength: bool) -> Tensor:
-        a, b = self._coefficients(p, apply_strength)
-        if self._denoise(p):
-            x = self.noise.filter(x, p.low, p.motion, p.state.cut, _gain(a), self.strength)
-        return apply_affine(a, b, x.float())
+        return apply_affine(*self._coefficients(p, apply_strength), x.float())
 
     def _coefficients(self, p: Prepared, apply_strength: bool) -> tuple[Tensor, Tensor]:
         """Each frame's ``(a, b)`` at the working size: keyframes, reuse, smoothing (and the strength)."""

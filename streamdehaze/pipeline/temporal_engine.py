@@ -23,7 +23,7 @@ from .temporal import MODES, TemporalConfig
 
 @dataclass
 class TemporalSettings(TemporalGroup):
-    """``--temporal`` (``mode``: off, ema, flow or pixel) and ``--temporal-strength`` (``strength`` in [0, 1)):
+    """``--temporal`` (``mode``: off, motion, ema, flow or pixel) and ``--temporal-strength`` (``strength`` in [0, 1)):
     fields, defaults and checks from :class:`~streamdehaze.settings.TemporalGroup`."""
 
     airlight: float = 0.9  # EMA weight of the dark channel prior's airlight (0 = not smoothed)
@@ -39,7 +39,7 @@ class TemporalSettings(TemporalGroup):
         if not self.on:
             return "temporal smoothing off"
         what = {
-            "motion": "coefficients averaged along the motion",
+            "motion": "colour map averaged along the motion",
             "ema": "coefficient EMA",
             "flow": "coefficient EMA + motion-compensated",
             "pixel": "pixel blending",
