@@ -121,3 +121,25 @@ def test_a_real_change_of_the_coefficients_is_followed_at_once():
     jitter = a1 + 0.005
     got, _ = smoother.step(low[:1], jitter, torch.zeros_like(a1), None, grid_motion.at(1))
     assert (got - a1).abs().max().item() < 0.003  # a small change is averaged with the past
+
+
+def test_the_gate_widens_where_the_network_jitters_and_stays_tight_where_it_does_not():
+    """Jitter of ±0.05 in the gain (far above the 0.015 least gate) is still averaged once it has been
+    seen; on a calm map the same step is taken as a real change and followed."""
+    low = 0.3 + 0.7 * torch.rand(1, 3, 32, 48)
+    motion = MotionEstimator()(torch.cat([low, low]))
+    rng = np.random.default_rng(0)
+
+    def run(gains):
+        smoother, out = CoefficientSmoother(TemporalConfig(strength=0.8)), []
+        for i, g in enumerate(gains):
+            a = torch.full((1, 3, 32, 48), float(g))
+            out.append(smoother.step(low, a, torch.zeros_like(a), None, motion.at(min(i, 1)))[0].mean().item())
+        return np.array(out)
+
+    jittery = 1.3 + rng.normal(0.0, 0.04, 30)
+    smoothed = run(jittery)
+    # with the least gate alone (0.015 of output, a gain jitter of about 0.02 here) almost nothing would be averaged
+    assert np.abs(np.diff(smoothed[10:])).mean() < 0.6 * np.abs(np.diff(jittery[10:])).mean()
+    calm = np.r_[np.full(15, 1.3), np.full(5, 1.35)]
+    assert abs(run(calm)[15] - 1.35) < 0.005  # the step is followed at once

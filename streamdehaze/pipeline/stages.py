@@ -6,13 +6,14 @@ device already prepares batch k + 1):
 
 1. :meth:`Stages.prepare` (device): the working-size frames ``low``, the **state pass**
    (:mod:`.frame_state`: each frame's signature and scene-cut flag, computed once for every
-   consumer), and non-blocking copies of what the host must see (the flags, the flow's gray frames).
+   consumer; with ``--temporal motion`` each frame's motion at the working size, :mod:`.temporal_motion`,
+   on the device), and non-blocking copies of what the host must see (the flags, the flow's gray frames).
 2. :meth:`Stages.decide` (host, outside the compute section): the keyframe plan
    (:mod:`.keyframes`), the optical flow (:class:`~.temporal_flow.FlowEstimator`), their uploads.
 3. :meth:`Stages.finish` (device), in this order::
 
        keyframes ──core──► (a, b)  [DCP: core.airlight ─► airlight smoothing ─► core.coefficients_with]
-       ─► keyframe reuse (bank) ─► coefficient smoothing (ema) or a caller's hook, reset at cuts
+       ─► keyframe reuse (bank) ─► coefficient smoothing (motion / ema) or a caller's hook, reset at cuts
        ─► strength ─► apply: upsample (a, b), a · x + b  (CPU: into uint8 frames, :meth:`Stages.finish_uint8`)
        (full resolution, K = 1: core.plain [or its DCP split] instead of the transfer)
        ─► pixel filters: flow / pixel / the full-resolution residual ema ─► strength (x + S (y − x))

@@ -59,8 +59,9 @@ class TemporalConfig:
     ``radius``/``eps``: its guided-filter window radius (low-resolution pixels) and regularisation.
     ``flow_size``: short side the optical flow is computed at; ``gate``: warped-input difference
     (0–1, times the model's contrast gain) at which the flow filter's past weight is halved;
-    ``change``: for ``motion``, the change of the working-size output (0–1, mean over the channels)
-    that keeping the past would make, at which the past's weight is halved (a real change is followed).
+    ``change``: for ``motion``, the least change of the working-size output (0–1, mean over the
+    channels) that keeping the past would make at which the past's weight is halved (a larger change
+    than that and than twice the network's own jitter there is real, and is followed).
     """
 
     mode: str = DEFAULT_MODE
@@ -106,7 +107,7 @@ class CoefficientSmoother:
     def reset(self) -> None:
         """Forget the past (a new, unrelated stream follows)."""
         self._a = self._b = self._gray = None
-        self._state: torch.Tensor | None = None  # the motion path's: (1, 2C, h, w) a and b
+        self._state: torch.Tensor | None = None  # the motion path's, see _step_along
 
     def weight(self, low_in: torch.Tensor, cut: torch.Tensor | None = None) -> torch.Tensor | None:
         """Per-pixel weight of the past ``(1, 1, h, w)`` float32 for frame ``low_in`` ``(1, 3, h, w)``; None: no past.
@@ -162,26 +163,42 @@ class CoefficientSmoother:
         grid: torch.Tensor,
         trust: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The motion-compensated step (:mod:`.temporal_motion`): ``(a, b) ← lerp((a, b), warp(past), w)``,
-        ``w = strength · trust · 2^(−(change / self.config.change)²)``, 0 at a cut."""
+        """The motion-compensated step (:mod:`.temporal_motion`): ``(a, b) ← lerp((a, b), warp(past), w)``.
+
+        ``w = strength · trust · 2^(−(change / gate)²)``, 0 at a cut. ``change``: how much keeping the
+        warped past would change the working-size output (mean over the channels); ``gate``:
+        ``config.change`` or twice the network's own jitter here, whichever is larger (the jitter: a
+        running mean, carried along the motion, of how much the network's own map changed the output
+        from one frame to the next).
+        """
         c = a.shape[1]
         cur = torch.cat([a.float(), b.float()], 1)
-        state = self._state
-        if state is None or state.shape != cur.shape or self.config.strength == 0 or grid.shape[1:3] != a.shape[-2:]:
-            self._state = cur
+        state = self._state  # (1, 4C + 1, h, w): the smoothed a, b, the previous frame's own a, b, the jitter
+        fits = state is not None and state.shape[1] == 4 * c + 1 and state.shape[-2:] == cur.shape[-2:]
+        if not fits or grid.shape[1:3] != a.shape[-2:]:
+            self._state = torch.cat([cur, cur, torch.zeros_like(cur[:, :1])], 1)
             return a, b
         low = low_in.float()
         if low.shape[-2:] != a.shape[-2:]:
             low = F.interpolate(low, size=a.shape[-2:], mode="area")
         past = F.grid_sample(state, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        # what keeping the past would change in the output: the network's jitter is small, a real
-        # change (the fog thickening, a new object) is large and is followed at once, not trailed
-        change = ((past[:, :c] - cur[:, :c]) * low + past[:, c:] - cur[:, c:]).abs().mean(1, keepdim=True)
-        w = self.config.strength * trust * torch.exp2(-((change / self.config.change) ** 2))
+
+        def output_change(coefficients: torch.Tensor) -> torch.Tensor:  # |what these would change in the output|
+            d = (coefficients[:, :c] - cur[:, :c]) * low + coefficients[:, c : 2 * c] - cur[:, c:]
+            return d.abs().mean(1, keepdim=True)
+
+        # the network's own frame-to-frame jitter along the motion, per pixel: a running mean, whose value
+        # so far sets this frame's gate (this frame's own change must not widen its gate)
+        gate = torch.clamp(2.0 * past[:, 4 * c :], min=self.config.change)
+        jitter = torch.lerp(output_change(past[:, 2 * c : 4 * c]), past[:, 4 * c :], 0.8)
+        # keeping the past must not change the output by more than the jitter: a real change (the fog
+        # thickening, a new object) stands out of it and is followed at once instead of trailed
+        w = self.config.strength * trust * torch.exp2(-((output_change(past[:, : 2 * c]) / gate) ** 2))
         if cut is not None:
             w = torch.where(cut, torch.zeros_like(w), w)
-        self._state = torch.lerp(cur, past, w)
-        return self._state[:, :c].to(a.dtype), self._state[:, c:].to(b.dtype)
+        smoothed = torch.lerp(cur, past[:, : 2 * c], w)
+        self._state = torch.cat([smoothed, cur, jitter], 1)
+        return smoothed[:, :c].to(a.dtype), smoothed[:, c:].to(b.dtype)
 
     def smooth(
         self, low_in: torch.Tensor, a: torch.Tensor, b: torch.Tensor, cut: torch.Tensor | None = None
