@@ -143,3 +143,43 @@ def test_the_gate_widens_where_the_network_jitters_and_stays_tight_where_it_does
     assert np.abs(np.diff(smoothed[10:])).mean() < 0.6 * np.abs(np.diff(jittery[10:])).mean()
     calm = np.r_[np.full(15, 1.3), np.full(5, 1.35)]
     assert abs(run(calm)[15] - 1.35) < 0.005  # the step is followed at once
+
+
+def test_frames_between_keyframes_take_the_map_carried_along_the_motion():
+    """``--keyframe-interval 2``: on the frames the network skips, the smoother returns the past carried
+    along the motion, which sits where the scene is; the keyframe's stale map (plain reuse) does not."""
+    field = texture(240, 400, blur=6.0)
+    img = texture(240, 400, seed=4)
+    lows, truth = [], []
+    for i in range(8):
+        lows.append(np.dstack([shifted(img, 3.0 * i, 0)[40:200, 40:360]] * 3))
+        truth.append(1.0 + shifted(field, 3.0 * i, 0)[40:200, 40:360])
+    low = torch.from_numpy(np.stack(lows)).permute(0, 3, 1, 2).float()
+    true = torch.from_numpy(np.stack(truth))[:, None].float()
+    motion = MotionEstimator()(low)
+    smoother = CoefficientSmoother(TemporalConfig(strength=0.8))
+    carried, stale = [], []
+    for i in range(8):
+        key = i % 2 == 0
+        a = true[i : i + 1] if key else true[i - 1 : i]  # what the keyframe bank hands a skipped frame
+        got, _ = smoother.step(low[i : i + 1], a, torch.zeros_like(a), None, motion.at(i), keyframe=key)
+        if not key:
+            inner = (..., slice(16, -16), slice(16, -16))
+            carried.append((got - true[i : i + 1])[inner].abs().mean().item())
+            stale.append((a - true[i : i + 1])[inner].abs().mean().item())
+    assert np.mean(carried) < 0.5 * np.mean(stale)
+
+
+def test_keyframe_interval_auto_is_two_on_a_cpu_with_motion_smoothing_only():
+    from streamdehaze.pipeline.speed import SpeedSettings
+    from streamdehaze.pipeline.temporal_engine import TemporalSettings
+
+    auto = SpeedSettings()
+    assert auto.keyframe_interval == "auto"
+    assert auto.resolved_keyframe_interval("cpu", TemporalSettings("motion")) == 2
+    assert auto.resolved_keyframe_interval("cpu", TemporalSettings("ema")) == 1  # plain reuse would flicker
+    assert auto.resolved_keyframe_interval("cpu", TemporalSettings("motion", 0.0)) == 1  # smoothing off
+    assert auto.resolved_keyframe_interval("cpu", None) == 1
+    assert auto.resolved_keyframe_interval("cuda:0", TemporalSettings("motion")) == 1
+    assert SpeedSettings(keyframe_interval="3").resolved_keyframe_interval("cpu", None) == 3
+    assert "keyframe every 2 frames" in auto.describe("cpu", 720, 1280, temporal=TemporalSettings("motion"))

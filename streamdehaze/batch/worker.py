@@ -31,14 +31,14 @@ RESIDUAL = 0.05  # warm-up length: until the fresh state's weight in the moving 
 MAX_WARMUP = 120
 
 
-def warmup_frames(settings: RunSettings) -> int:
+def warmup_frames(settings: RunSettings, device: object = "cpu") -> int:
     """Frames of the previous file to run before a continuing segment on a fresh engine (0: nothing to warm)."""
     temporal, speed = settings.temporal, settings.speed
-    interval = getattr(speed, "keyframe_interval", 1) if speed is not None else 1
+    interval = speed.resolved_keyframe_interval(device, temporal) if speed is not None else 1
     n = interval if interval > 1 else 0
     if temporal is not None and temporal.on:
         s = temporal.strength
-        if settings.model == "dcp" and temporal.mode in ("ema", "flow"):
+        if settings.model == "dcp" and temporal.mode in ("motion", "ema", "flow"):
             s = max(s, temporal.airlight)  # the dark channel prior's airlight has its own average
         n = max(n, math.ceil(math.log(RESIDUAL) / math.log(s)) if 0 < s < 1 else 1)
     return min(n, MAX_WARMUP)
@@ -201,7 +201,7 @@ class FileWorker:
         from ..pipeline.runner import Pipeline
         from .segments import probe_clip
 
-        n = warmup_frames(self.settings)
+        n = warmup_frames(self.settings, self.device)
         info = probe_clip(previous) if n else None
         if info is None or info.duration is None:
             return False

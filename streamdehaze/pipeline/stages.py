@@ -253,7 +253,8 @@ class Stages:
         for i in range(p.n):
             low_i, a_i, b_i = p.low[i : i + 1], a[i : i + 1], b[i : i + 1]
             if smoother is not None:
-                a_i, b_i = smoother.step(low_i, a_i, b_i, p.state.cut[i], p.motion.at(i) if p.motion else None)
+                motion = p.motion.at(i) if p.motion else None
+                a_i, b_i = smoother.step(low_i, a_i, b_i, p.state.cut[i], motion, keyframe=p.plan[i] is not None)
             else:
                 if p.resets is not None and p.resets[i]:
                     self.hook_reset()

@@ -132,18 +132,21 @@ class CoefficientSmoother:
         b: torch.Tensor,
         cut: torch.Tensor | None = None,
         motion: tuple[torch.Tensor, torch.Tensor] | None = None,
+        keyframe: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame: ``low_in`` ``(1, 3, h, w)`` in [0, 1], ``a, b`` ``(1, C, h', w')`` → smoothed ``(a, b)``.
 
         ``a, b`` may be at another resolution than ``low_in`` (the weight map is resized to them).
         ``motion``: the frame's ``(grid, trust)`` at the coefficients' size (:mod:`.temporal_motion`):
         the past is then the previous ``(a, b)`` warped along the motion, weighted by ``strength · trust``.
+        ``keyframe`` False (with ``motion``): the network did not run on this frame (``--keyframe-interval``);
+        ``a, b`` are a stale keyframe's, and the smoothed past carried along the motion is returned instead.
         """
         if low_in.ndim != 4 or low_in.shape[0] != 1 or a.shape != b.shape or a.shape[0] != 1:
             shapes = f"low_in {tuple(low_in.shape)}, a {tuple(a.shape)}, b {tuple(b.shape)}"
             raise ValueError(f"step takes one frame and a, b of one shape: {shapes}")
         if motion is not None:
-            return self._step_along(low_in, a, b, cut, *motion)
+            return self._step_along(low_in, a, b, cut, *motion, keyframe=keyframe)
         w = self.weight(low_in, cut)
         if w is None or self._a is None or self._a.shape != a.shape:
             self._a, self._b = a.float(), b.float()
@@ -162,6 +165,7 @@ class CoefficientSmoother:
         cut: torch.Tensor | None,
         grid: torch.Tensor,
         trust: torch.Tensor,
+        keyframe: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The motion-compensated step (:mod:`.temporal_motion`): ``(a, b) ← lerp((a, b), warp(past), w)``.
 
@@ -182,6 +186,9 @@ class CoefficientSmoother:
         if low.shape[-2:] != a.shape[-2:]:
             low = F.interpolate(low, size=a.shape[-2:], mode="area")
         past = F.grid_sample(state, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        if not keyframe:  # no new estimate: the past, carried along the motion, is the best guess
+            self._state = past
+            return past[:, :c].to(a.dtype), past[:, c : 2 * c].to(b.dtype)
 
         def output_change(coefficients: torch.Tensor) -> torch.Tensor:  # |what these would change in the output|
             d = (coefficients[:, :c] - cur[:, :c]) * low + coefficients[:, c : 2 * c] - cur[:, c:]
