@@ -178,7 +178,7 @@ def main() -> None:
     p.add_argument("--clips", default="pan,zoom,object,drive", help="which clips (pan, zoom, object, drive)")
     p.add_argument("--work-size", default="auto", help="engine working size (auto, full, 360, 0.5, ...)")
     p.add_argument("--transfer-fit", default=DEFAULT_TRANSFER_FIT, choices=list(TRANSFER_FITS), help="transfer fit")
-    p.add_argument("--keyframe-interval", default="auto", help="run the network every K frames (auto: run's default)")
+    p.add_argument("--keyframe-interval", type=int, default=1, help="run the network every K frames")
     p.add_argument("--decompose", action="store_true", help="split the flicker of the affine modes")
     p.add_argument("--modes", default="off,motion,ema,flow")
     p.add_argument("--strength", type=float, default=0.8)

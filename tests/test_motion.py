@@ -169,17 +169,3 @@ def test_frames_between_keyframes_take_the_map_carried_along_the_motion():
             stale.append((a - true[i : i + 1])[inner].abs().mean().item())
     assert np.mean(carried) < 0.5 * np.mean(stale)
 
-
-def test_keyframe_interval_auto_is_two_on_a_cpu_with_motion_smoothing_only():
-    from streamdehaze.pipeline.speed import SpeedSettings
-    from streamdehaze.pipeline.temporal_engine import TemporalSettings
-
-    auto = SpeedSettings()
-    assert auto.keyframe_interval == "auto"
-    assert auto.resolved_keyframe_interval("cpu", TemporalSettings("motion")) == 2
-    assert auto.resolved_keyframe_interval("cpu", TemporalSettings("ema")) == 1  # plain reuse would flicker
-    assert auto.resolved_keyframe_interval("cpu", TemporalSettings("motion", 0.0)) == 1  # smoothing off
-    assert auto.resolved_keyframe_interval("cpu", None) == 1
-    assert auto.resolved_keyframe_interval("cuda:0", TemporalSettings("motion")) == 1
-    assert SpeedSettings(keyframe_interval="3").resolved_keyframe_interval("cpu", None) == 3
-    assert "keyframe every 2 frames" in auto.describe("cpu", 720, 1280, temporal=TemporalSettings("motion"))

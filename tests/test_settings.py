@@ -97,8 +97,6 @@ def good_and_bad(s: Setting) -> tuple[str, object, str]:
         return "3", 3, str(int(s.low) - 1)
     if s.kind == "float":
         return "0.5", 0.5, "1.5" if s.high is not None else "-1"
-    if s.key == "keyframe_interval":
-        return "3", 3, "0"
     return "360", "360", "huge"  # work size
 
 

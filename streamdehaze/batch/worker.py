@@ -31,10 +31,10 @@ RESIDUAL = 0.05  # warm-up length: until the fresh state's weight in the moving 
 MAX_WARMUP = 120
 
 
-def warmup_frames(settings: RunSettings, device: object = "cpu") -> int:
+def warmup_frames(settings: RunSettings) -> int:
     """Frames of the previous file to run before a continuing segment on a fresh engine (0: nothing to warm)."""
     temporal, speed = settings.temporal, settings.speed
-    interval = speed.resolved_keyframe_interval(device, temporal) if speed is not None else 1
+    interval = getattr(speed, "keyframe_interval", 1) if speed is not None else 1
     n = interval if interval > 1 else 0
     if temporal is not None and temporal.on:
         s = temporal.strength
@@ -201,7 +201,7 @@ class FileWorker:
         from ..pipeline.runner import Pipeline
         from .segments import probe_clip
 
-        n = warmup_frames(self.settings, self.device)
+        n = warmup_frames(self.settings)
         info = probe_clip(previous) if n else None
         if info is None or info.duration is None:
             return False

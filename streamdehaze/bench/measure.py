@@ -81,15 +81,10 @@ class BenchSettings(SpeedSettings, RunGroup):
     temporal_strength: float = SETTINGS["temporal_strength"].default
 
     def engine(self, model: torch.nn.Module, device: torch.device) -> Engine:
-        from ..pipeline.temporal_engine import build_engine
+        from ..pipeline.temporal_engine import TemporalSettings, build_engine
 
-        return build_engine(self, model, device, self.precision, temporal=self.temporal_settings())
-
-    def temporal_settings(self) -> Any:
-        """The :class:`~..pipeline.temporal_engine.TemporalSettings` of ``temporal`` and ``temporal_strength``."""
-        from ..pipeline.temporal_engine import TemporalSettings
-
-        return TemporalSettings(self.temporal, self.temporal_strength)
+        temporal = TemporalSettings(self.temporal, self.temporal_strength)
+        return build_engine(self, model, device, self.precision, temporal=temporal)
 
 
 def bench_variants(s: BenchSettings) -> list[tuple[str, BenchSettings]]:
@@ -289,9 +284,9 @@ def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda msg: None) -
         results.append({
             "label": label,
             "overrides": overrides,
-            "work_size": v.describe(device, info.height, info.width, model=model, temporal=v.temporal_settings()),
+            "work_size": v.describe(device, info.height, info.width, model=model),
             "network_size": "{1}x{0}".format(*work.size_for(info.height, info.width)),
-            "keyframe_interval": v.resolved_keyframe_interval(device, v.temporal_settings()),
+            "keyframe_interval": v.keyframe_interval,
             "backend": describe_backend(model),
             "keyframes": extra[label].get("keyframes"),
             **fig,

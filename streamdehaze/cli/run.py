@@ -191,9 +191,7 @@ def command(
             soft_wrap=True,
         )
         yuv_used = getattr(pipe.source, "pix_fmt", None) == "yuv420p"
-        settings = speed.describe(
-            pipe.engine.device, info.height, info.width, yuv=yuv_used, model=pipe.engine.model, temporal=temporal
-        )
+        settings = speed.describe(pipe.engine.device, info.height, info.width, yuv=yuv_used, model=pipe.engine.model)
         settings += f"; {temporal.describe()}" + ("" if strength == 1 else f"; strength {strength:g}")
         console.print(f"  {settings}", highlight=False, soft_wrap=True)
         from ..io.colour import depth_note  # PyAV: not imported for --help

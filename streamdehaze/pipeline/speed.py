@@ -43,21 +43,11 @@ class SpeedSettings(SpeedGroup):
 
         return EngineOptions(self.channels_last, self.cudnn_benchmark, self.compile, self.cuda_graphs, self.device_yuv)
 
-    def resolved_keyframe_interval(self, device: torch.device | str, temporal: object = None) -> int:
-        """``auto``: 2 on a CPU with ``--temporal motion`` on (the map is carried along the motion between
-        keyframes; the network is most of a CPU's time), else 1. ``temporal``: a ``TemporalSettings`` or None."""
-        if self.keyframe_interval != "auto":
-            return int(self.keyframe_interval)
-        on_cpu = getattr(device, "type", str(device).split(":")[0]) == "cpu"
-        motion = temporal is not None and getattr(temporal, "on", False) and getattr(temporal, "mode", "") == "motion"
-        return 2 if on_cpu and motion else 1
-
-    def transfer(self, device: torch.device | str, model: object = None, temporal: object = None) -> GuidedTransfer:
+    def transfer(self, device: torch.device | str, model: object = None) -> GuidedTransfer:
         from .transfer import GuidedTransfer
 
         work = self.resolved_work_size(device, model)
-        k = self.resolved_keyframe_interval(device, temporal)
-        return GuidedTransfer(work, k, self.scene_cut, fit=self.transfer_fit, guard=self.guard)
+        return GuidedTransfer(work, self.keyframe_interval, self.scene_cut, fit=self.transfer_fit, guard=self.guard)
 
     def build_engine(
         self,
@@ -81,7 +71,7 @@ class SpeedSettings(SpeedGroup):
             device,
             precision,
             depth,
-            self.transfer(device, model, temporal),
+            self.transfer(device, model),
             self.engine_options(),
             temporal=temporal,
             coeff_hook=coeff_hook,
@@ -99,11 +89,10 @@ class SpeedSettings(SpeedGroup):
         width: int | None = None,
         yuv: bool | None = None,
         model: object = None,
-        temporal: object = None,
     ) -> str:
         """One line for the start of a run: working size, keyframes, tuning switches in effect
         (``yuv``: whether frames really travel as yuv420p, when the caller knows)."""
         options = self.engine_options().resolved(device)
         if yuv is not None:
             options.device_yuv = yuv
-        return f"{self.transfer(device, model, temporal).describe(height, width)}; {options.describe()}"
+        return f"{self.transfer(device, model=model).describe(height, width)}; {options.describe()}"
