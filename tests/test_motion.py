@@ -168,4 +168,3 @@ def test_frames_between_keyframes_take_the_map_carried_along_the_motion():
             carried.append((got - true[i : i + 1])[inner].abs().mean().item())
             stale.append((a - true[i : i + 1])[inner].abs().mean().item())
     assert np.mean(carried) < 0.5 * np.mean(stale)
-
