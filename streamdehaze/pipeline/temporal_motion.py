@@ -15,10 +15,12 @@ the previous one warped the same way (occlusions, new content and flow failures 
 ``d``). The smoother (:class:`~.temporal.CoefficientSmoother`) blends with ``strength`` times that
 trust, 0 at a scene cut.
 
-The flow is computed on the gray input at a short side of at most :data:`FLOW_SIDE` pixels
-(coefficients vary smoothly; a finer flow would not change them), then carried to the
-coefficients' size. On CUDA it is :func:`~streamdehaze.ops.flow.lk_flow` (tensor ops: it stays on
-the device, the compute stream never waits for the host); on the CPU, where the host is the
+The flow is computed on the gray input at half the working size (short side at least
+:data:`FLOW_SIDE` pixels), then carried to the coefficients' size: the coefficients vary smoothly,
+and on the clips of ``benchmarks/temporal_quality.py`` the flow at the full working size (short
+side 160 instead of 80) changed the flicker by −0.02 to +0.03 and cost 2 ms more per frame on the
+CPU. On CUDA the flow is :func:`~streamdehaze.ops.flow.lk_flow` (tensor ops: it stays on the
+device, the compute stream never waits for the host); on the CPU, where the host is the
 device, OpenCV's DIS (ultrafast preset), which is about 10× cheaper there and more accurate.
 """
 
@@ -39,7 +41,7 @@ from .temporal import fit_shape
 
 Tensor = torch.Tensor
 
-FLOW_SIDE = 160  # short side the flow is computed at (at most; never above the working size)
+FLOW_SIDE = 80  # the least short side the flow is computed at: half the working size, at least this
 GATE = 0.02  # warped gray difference (0–1, box radius 1) at which the trust in the past halves
 
 
@@ -79,7 +81,7 @@ class MotionEstimator:
     def __call__(self, low: Tensor) -> Motion:
         """``low`` ``(B, 3, h, w)`` in [0, 1], the working-size frames of one batch → their :class:`Motion`."""
         n, _, h, w = low.shape
-        gray = rgb_to_gray(downscale(low.float(), fit_shape(h, w, FLOW_SIDE)))
+        gray = rgb_to_gray(downscale(low.float(), fit_shape(h, w, max(FLOW_SIDE, min(h, w) // 2))))
         fresh = self._prev is None or self._prev.shape[-2:] != gray.shape[-2:]
         prev = torch.cat([gray[:1] if fresh else self._prev, gray[:-1]])
         self._prev = gray[-1:]
