@@ -15,14 +15,13 @@ after ``--`` go to every command (e.g. ``-- --model dcp``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from processes import CLI, compare, machine, timed
+from processes import CLI, machine, print_json_or_machine, record, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,13 +56,9 @@ def main() -> None:
             ]
             separate.append((sum(w for w, _ in runs), sum(c for _, c in runs)))
             print(f"round {r + 1}: batch {batch[-1]}, separate {separate[-1]} (wall s, CPU s)", file=sys.stderr)
-    info.update(batch=[[round(x, 2) for x in b] for b in batch], separate=[[round(x, 2) for x in s] for s in separate])
-    info.update(compare(batch, separate))
-    wall, cpu = info["wall_s"], info["cpu_s"]
-    if args.json:
-        print(json.dumps(info))
+    wall, cpu = record(info, ("batch", "separate"), batch, separate)
+    if print_json_or_machine(info, args.json):
         return
-    print(f"machine: {json.dumps(info['machine'])}; load average at the end {info['load_average_at_end']}")
     print(f"clip: {args.clip} x {args.copies}; settings: {info['settings']}; rounds: {args.rounds}")
     print(f"one batch command:     {wall[0]:7.1f} s wall, {cpu[0]:7.1f} s CPU (medians)")
     print(f"{args.copies} separate commands: {wall[1]:7.1f} s wall, {cpu[1]:7.1f} s CPU (medians of the sums)")

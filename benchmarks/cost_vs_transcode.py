@@ -14,12 +14,11 @@ target on a 2-core CPU: at most 3.0. Extra arguments after ``--`` go to ``run``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from processes import CLI, compare, machine, timed
+from processes import CLI, machine, print_json_or_machine, record, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,13 +56,9 @@ def main() -> None:
             plain.append(timed([sys.executable, "-c", TRANSCODE, args.clip, str(Path(tmp) / f"plain_{r}.mp4")]))
             runs.append(timed([*CLI, "run", args.clip, "-o", str(Path(tmp) / f"run_{r}.mp4"), *args.extra]))
             print(f"round {r + 1}: run {runs[-1]}, re-encode {plain[-1]} (wall s, CPU s)", file=sys.stderr)
-    info.update(run=[[round(x, 2) for x in t] for t in runs], reencode=[[round(x, 2) for x in t] for t in plain])
-    info.update(compare(runs, plain, digits=2))
-    wall, cpu = info["wall_s"], info["cpu_s"]
-    if args.json:
-        print(json.dumps(info))
+    wall, cpu = record(info, ("run", "reencode"), runs, plain, digits=2)
+    if print_json_or_machine(info, args.json):
         return
-    print(f"machine: {json.dumps(info['machine'])}; load average at the end {info['load_average_at_end']}")
     print(f"clip: {args.clip}; run settings: {info['settings']}; rounds: {args.rounds}")
     print(f"streamdehaze run:  {wall[0]:6.2f} s wall, {cpu[0]:6.2f} s CPU (medians)")
     print(f"plain re-encode:   {wall[1]:6.2f} s wall, {cpu[1]:6.2f} s CPU (medians)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -52,3 +53,22 @@ def compare(first: list[tuple[float, float]], second: list[tuple[float, float]],
         "round_wall_ratios": [round(a[0] / b[0], digits) for a, b in zip(first, second)],
         "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
     }
+
+
+def record(info: dict, names: tuple[str, str], first: list, second: list, digits: int = 3) -> tuple[list, list]:
+    """Store both commands' rounds under ``names`` and their :func:`compare` in ``info``; returns the
+    (wall, CPU) medians of each."""
+    for name, rounds in zip(names, (first, second)):
+        info[name] = [[round(x, 2) for x in t] for t in rounds]
+    info.update(compare(first, second, digits))
+    return info["wall_s"], info["cpu_s"]
+
+
+def print_json_or_machine(info: dict, as_json: bool) -> bool:
+    """With ``as_json``, print ``info`` as one JSON object and return True (nothing more to print);
+    else print the machine line of a text report and return False."""
+    if as_json:
+        print(json.dumps(info))
+        return True
+    print(f"machine: {json.dumps(info['machine'])}; load average at the end {info['load_average_at_end']}")
+    return False

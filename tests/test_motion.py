@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamdehaze.ops.flow import consistency, inside, lk_flow, warp
+from streamdehaze.ops.flow import consistency, inside, lk_flow, sampling_grid, warp
 from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig
 from streamdehaze.pipeline.temporal_motion import MotionEstimator
 
@@ -57,7 +57,8 @@ def test_consistency_flags_the_pixels_whose_round_trip_fails():
     fwd[..., 10:20, 10:20] = 3.0  # the forward flow disagrees in a block (an occlusion)
     mask = consistency(back, fwd)
     assert mask[0, 0, 12, 12] == 0 and mask[0, 0, 25, 30] == 1
-    assert inside(back)[0, 0, 0, 0] == 1 and inside(back)[0, 0, -1, -1] == 0  # points outside the frame
+    grid = sampling_grid(back)
+    assert inside(grid)[0, 0, 0, 0] == 1 and inside(grid)[0, 0, -1, -1] == 0  # points outside the frame
 
 
 @pytest.mark.parametrize("method", ["dis", "lk"])
@@ -69,7 +70,7 @@ def test_motion_estimator_follows_a_pan_across_batches(method):
     low = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
     est = MotionEstimator(method=method)
     first, second = est(low[:3]), est(low[3:])
-    assert first.trust[0].max().item() == 0 and first.fresh and not second.fresh
+    assert first.trust[0].max().item() == 0 and second.trust[0].mean().item() > 0.6
     for motion in (first, second):
         for i in range(1 if motion is first else 0, 3):
             flow = motion.flow[i, :, 16:-16, 16:-16]

@@ -23,21 +23,25 @@ from .guided import box_filter
 Tensor = torch.Tensor
 
 
-def _base_grid(n: int, height: int, width: int, like: Tensor) -> Tensor:
-    """Pixel coordinates ``(N, H, W, 2)`` (x, y) of every pixel centre."""
-    ys = torch.arange(height, device=like.device, dtype=like.dtype)
-    xs = torch.arange(width, device=like.device, dtype=like.dtype)
+def normalised_grid(height: int, width: int, device: torch.device | str) -> Tensor:
+    """``(1, H, W, 2)`` float32 pixel centres (x, y) in ``grid_sample``'s ``align_corners=True`` units:
+    −1 and 1 are the first and last pixel."""
+    ys = torch.linspace(-1.0, 1.0, height, device=device) if height > 1 else torch.zeros(1, device=device)
+    xs = torch.linspace(-1.0, 1.0, width, device=device) if width > 1 else torch.zeros(1, device=device)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx, gy], -1)[None].expand(n, height, width, 2)
+    return torch.stack([gx, gy], -1)[None]
 
 
-def sampling_grid(flow: Tensor) -> Tensor:
-    """``grid_sample``'s grid ``(N, H, W, 2)`` (``align_corners=True``) for ``flow`` ``(N, 2, H, W)`` in pixels."""
-    n, _, height, width = flow.shape
-    pos = _base_grid(n, height, width, flow) + flow.permute(0, 2, 3, 1)
-    # pixels → [-1, 1]; python scalars, so nothing is copied from the host on CUDA
+def sampling_grid(flow: Tensor, base: Tensor | None = None) -> Tensor:
+    """``grid_sample``'s grid ``(N, H, W, 2)`` (``align_corners=True``) for ``flow`` ``(N, 2, H, W)`` in pixels.
+
+    ``base``: :func:`normalised_grid` of the flow's size, when the caller keeps one.
+    """
+    _, _, height, width = flow.shape
+    base = normalised_grid(height, width, flow.device) if base is None else base
+    # pixels → grid units; python scalars, so nothing is copied from the host on CUDA
     sx, sy = 2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)
-    return torch.stack([pos[..., 0] * sx - 1.0, pos[..., 1] * sy - 1.0], -1)
+    return base + torch.stack([flow[:, 0] * sx, flow[:, 1] * sy], -1)
 
 
 def warp(images: Tensor, flow: Tensor, grid: Tensor | None = None) -> Tensor:
@@ -49,22 +53,24 @@ def warp(images: Tensor, flow: Tensor, grid: Tensor | None = None) -> Tensor:
     return F.grid_sample(images, g.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def inside(flow: Tensor) -> Tensor:
-    """``(N, 1, H, W)`` float: 1 where ``p + flow[p]`` lies within the frame, else 0."""
-    n, _, height, width = flow.shape
-    pos = _base_grid(n, height, width, flow).permute(0, 3, 1, 2) + flow
-    x_ok = (pos[:, :1] >= -0.5) & (pos[:, :1] <= width - 0.5)
-    y_ok = (pos[:, 1:] >= -0.5) & (pos[:, 1:] <= height - 0.5)
-    return (x_ok & y_ok).to(flow.dtype)
+def inside(grid: Tensor) -> Tensor:
+    """``(N, 1, H, W)`` float: 1 where the :func:`sampling_grid` ``grid`` points within the frame (to half a
+    pixel beyond the outer pixel centres), else 0."""
+    height, width = grid.shape[1:3]
+    ok = (grid[..., 0].abs() <= 1.0 + 1.0 / max(width - 1, 1)) & (grid[..., 1].abs() <= 1.0 + 1.0 / max(height - 1, 1))
+    return ok[:, None].to(grid.dtype)
 
 
-def consistency(back: Tensor, fwd: Tensor, alpha: float = 0.01, beta: float = 0.5) -> Tensor:
+def consistency(
+    back: Tensor, fwd: Tensor, alpha: float = 0.01, beta: float = 0.5, grid: Tensor | None = None
+) -> Tensor:
     """Forward–backward agreement ``(N, 1, H, W)`` float in {0, 1}.
 
     ``back``: flow of frame t into t−1; ``fwd``: of t−1 into t. A pixel passes when the round trip
     returns: ``|back + fwd(p + back)|² < alpha (|back|² + |fwd(p + back)|²) + beta`` (pixels²).
+    ``grid``: :func:`sampling_grid` of ``back`` when the caller already made it.
     """
-    fwd_at = warp(fwd, back)
+    fwd_at = warp(fwd, back, grid)
     loop = back + fwd_at
     lhs = (loop * loop).sum(1, keepdim=True)
     rhs = alpha * ((back * back).sum(1, keepdim=True) + (fwd_at * fwd_at).sum(1, keepdim=True)) + beta
@@ -108,20 +114,10 @@ def lk_flow(
         s = box_filter(torch.cat([gx * gx, gy * gy, gx * gy], 1), radius)
         sxx, syy, sxy = s[:, :1] + reg, s[:, 1:2] + reg, s[:, 2:]
         inv = torch.cat([syy, sxx, -sxy, -sxy], 1) / (sxx * syy - sxy * sxy)  # G⁻¹ as (a, d, b, c)
-        base = _normalised_grid(height, width, c)
-        units = (2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1))
+        base = normalised_grid(height, width, c.device)
         for _ in range(iterations):
-            grid = base + torch.stack([flow[:, 0] * units[0], flow[:, 1] * units[1]], -1)
-            r = c - F.grid_sample(p, grid, mode="bilinear", padding_mode="border", align_corners=True)
+            r = c - warp(p, flow, sampling_grid(flow, base))
             b = box_filter(g * r, radius)  # prev(p + flow + δ) ≈ prev(p + flow) + ∇·δ = cur(p): G δ = b
             bx, by = b[:, :1], b[:, 1:]
             flow = flow + torch.cat([inv[:, :1] * bx + inv[:, 2:3] * by, inv[:, 3:] * bx + inv[:, 1:2] * by], 1)
     return flow
-
-
-def _normalised_grid(height: int, width: int, like: Tensor) -> Tensor:
-    """``(1, H, W, 2)`` pixel centres in ``grid_sample``'s ``align_corners=True`` units."""
-    ys = torch.linspace(-1.0, 1.0, height, device=like.device) if height > 1 else like.new_zeros(1)
-    xs = torch.linspace(-1.0, 1.0, width, device=like.device) if width > 1 else like.new_zeros(1)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx, gy], -1)[None]

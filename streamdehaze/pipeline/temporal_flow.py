@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ops.flow import normalised_grid
 from ..ops.guided import box_filter, fit_affine, rgb_to_gray
 from .temporal import TemporalConfig, downscale, fit_shape
 
@@ -65,10 +66,7 @@ class _Grids:
     def __call__(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         key = (height, width, str(device))
         if key not in self._cache:
-            ys = torch.linspace(-1.0, 1.0, height, device=device) if height > 1 else torch.zeros(1, device=device)
-            xs = torch.linspace(-1.0, 1.0, width, device=device) if width > 1 else torch.zeros(1, device=device)
-            gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-            self._cache = {key: torch.stack([gx, gy], -1)[None]}
+            self._cache = {key: normalised_grid(height, width, device)}
         return self._cache[key]
 
 

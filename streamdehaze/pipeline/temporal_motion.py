@@ -18,10 +18,11 @@ trust, 0 at a scene cut.
 The flow is computed on the gray input at half the working size (short side at least
 :data:`FLOW_SIDE` pixels), then carried to the coefficients' size: the coefficients vary smoothly,
 and on the clips of ``benchmarks/temporal_quality.py`` the flow at the full working size (short
-side 160 instead of 80) changed the flicker by −0.02 to +0.03 and cost 2 ms more per frame on the
-CPU. On CUDA the flow is :func:`~streamdehaze.ops.flow.lk_flow` (tensor ops: it stays on the
-device, the compute stream never waits for the host); on the CPU, where the host is the
-device, OpenCV's DIS (ultrafast preset), which is about 10× cheaper there and more accurate.
+side 160 instead of 80) changed the flicker by −0.02 to +0.03, and the flow estimate took 3.8
+instead of 1.8 ms per frame on the CPU. On CUDA the flow is :func:`~streamdehaze.ops.flow.lk_flow`
+(tensor ops: it stays on the device, the compute stream never waits for the host); on the CPU,
+where the host is the device, OpenCV's DIS (ultrafast preset), which is about 10× cheaper there
+and more accurate.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ class Motion:
     grid: Tensor
     trust: Tensor
     flow: Tensor  # (B, 2, h, w): where each pixel of frame t sits in frame t − 1, in pixels at (h, w)
-    fresh: bool  # the batch's first frame has no past
 
     def at(self, i: int) -> tuple[Tensor, Tensor]:
         """Frame ``i``'s ``(grid, trust)``."""
@@ -86,9 +86,9 @@ class MotionEstimator:
         prev = torch.cat([gray[:1] if fresh else self._prev, gray[:-1]])
         self._prev = gray[-1:]
         back, fwd = self._flows(gray, prev)
-        warped = warp(prev, back)
-        d = box_filter((gray - warped).abs(), 1)
-        trust = consistency(back, fwd) * inside(back) * torch.exp2(-((d / self.gate) ** 2))
+        grid = sampling_grid(back)
+        d = box_filter((gray - warp(prev, back, grid)).abs(), 1)
+        trust = consistency(back, fwd, grid=grid) * inside(grid) * torch.exp2(-((d / self.gate) ** 2))
         if fresh:  # the first frame has no past (its "previous" was itself)
             trust = torch.cat([torch.zeros_like(trust[:1]), trust[1:]])
         if (h, w) != tuple(gray.shape[-2:]):
@@ -96,7 +96,8 @@ class MotionEstimator:
             back = F.interpolate(back, size=(h, w), mode="bilinear", align_corners=False)
             back = torch.cat([back[:, :1] * fx, back[:, 1:] * fy], 1)
             trust = F.interpolate(trust, size=(h, w), mode="bilinear", align_corners=False)
-        return Motion(sampling_grid(back), trust, back, fresh)
+            grid = sampling_grid(back)
+        return Motion(grid, trust, back)
 
     def _flows(self, gray: Tensor, prev: Tensor) -> tuple[Tensor, Tensor]:
         """Backward (t into t − 1) and forward (t − 1 into t) flows ``(B, 2, h, w)`` in pixels."""
