@@ -67,6 +67,8 @@ def test_parse_source():
     assert parse_source("a/b").kind == "pairs" and parse_source("a/b").weight == 1.0
     s = parse_source("synth:clips/drive.mp4@0.5")
     assert (s.kind, str(s.path), s.weight) == ("synth", "clips/drive.mp4", 0.5)
+    s = parse_source("clear:sunny@3")
+    assert (s.kind, str(s.path), s.weight) == ("clear", "sunny", 3.0)
     with pytest.raises(DataError, match="weight"):
         parse_source("a@x")
     with pytest.raises(DataError, match="positive"):
@@ -253,6 +255,21 @@ def test_synthetic_source_from_folder_and_video(tmp_path):
     assert len(src) == 3 and src.load(0).shape == (48, 64, 3)
     with pytest.raises(DataError, match="image folder or a video"):
         ClearImages(tmp_path / "nothing.txt")
+
+
+def test_haze_free_source_is_clear_to_clear(tmp_path):
+    for i in range(3):
+        _write(tmp_path / "sunny" / f"f{i}.png", _texture(48, 64, i))
+    ds = build_trainset([f"clear:{tmp_path / 'sunny'}@2"], 32)
+    assert len(ds) == 6
+    for i in range(6):
+        s = ds[(0, i)]
+        assert torch.equal(s["hazy"], s["clear"])  # no haze added: the network learns to leave it alone
+    noisy = build_trainset([f"clear:{tmp_path / 'sunny'}"], 32, camera=1.0)[(0, 0)]
+    assert not torch.equal(noisy["hazy"], noisy["clear"])  # --camera still degrades the input
+    with pytest.raises(DataError, match="clear:.*folder holds no images"):
+        (tmp_path / "empty").mkdir()
+        build_trainset([f"clear:{tmp_path / 'empty'}"], 32)
 
 
 def test_val_pairs_centre_crop(tmp_path):

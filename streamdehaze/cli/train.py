@@ -57,7 +57,8 @@ _OPTIONS = [
         "--data",
         multiple=True,
         help="Training source, repeatable: DIR (DIR/hazy + DIR/clear), DIR@W "
-        "(weight W: repeat factor per epoch), synth:PATH[@W] (clear images or a video, hazed on the fly).",
+        "(weight W: repeat factor per epoch), synth:PATH[@W] (clear images or a video, hazed on the fly), "
+        "clear:PATH[@W] (haze-free images or a video, trained on as clear → clear).",
     ),
     click.option("--val", help="Paired folder (hazy/ + clear/) for periodic PSNR/SSIM; best.pt keeps the best."),
     click.option("--out", "-o", help="Run folder for last.pt, best.pt, log.csv, config.json [runs/aecrnet]."),

@@ -29,7 +29,8 @@ RUNTIME_KEYS = frozenset(
 class TrainConfig:
     """Everything a training run depends on. Batch sizes are per process (see ``accum``)."""
 
-    data: list[str] = field(default_factory=list)  # "DIR[@W]" pairs (DIR/hazy + DIR/clear), "synth:PATH[@W]"
+    # "DIR[@W]" pairs (DIR/hazy + DIR/clear), "synth:PATH[@W]" (hazed on the fly), "clear:PATH[@W]" (clear → clear)
+    data: list[str] = field(default_factory=list)
     val: str | None = None  # paired folder for periodic PSNR/SSIM (DIR/hazy + DIR/clear)
     out: str = "runs/aecrnet"  # checkpoints (last.pt, best.pt), log.csv, config.json
     ngf: int = 64  # network width (64 = the paper's network)

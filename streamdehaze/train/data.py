@@ -6,7 +6,9 @@ Sources (``--data``, repeatable):
   by :func:`streamdehaze.pairs.find_pairs` (same name, or the part of the hazy name before the
   first ``_``: ``1400_3.png`` → ``1400.png``, RESIDE's ``0001_0.8_0.2.jpg`` → ``0001.jpg``);
 * ``synth:PATH`` or ``synth:PATH@W``: clear images (a folder) or a video file whose frames
-  are hazed on the fly by :mod:`streamdehaze.train.haze`.
+  are hazed on the fly by :mod:`streamdehaze.train.haze`;
+* ``clear:PATH`` or ``clear:PATH@W``: haze-free images or a video, trained on as clear → clear
+  (only ``--camera``'s noise and compression are added to the input).
 
 Both are read by :mod:`streamdehaze.train.sources`.
 
@@ -156,7 +158,7 @@ class TrainSet(Dataset):
                     hazy, clear = rehaze(hazy, clear, gr, exponent=exponent, recolour=self.recolour)
         else:
             (clear,), top, full_h = self._crop([source.load(item)], g)
-            hazy = random_haze(clear, g, top=top, full_h=full_h, light=light)[0]
+            hazy = clear if source.haze_free else random_haze(clear, g, top=top, full_h=full_h, light=light)[0]
         if self.identity or self.camera:
             gc = sample_generator(self.seed, epoch, index, stream=3)
             if float(torch.rand((), generator=gc)) < self.identity:
@@ -193,7 +195,8 @@ def build_trainset(specs: list[str], crop: int, seed: int = 0, **options: Any) -
     sources: list[tuple[PairedImages | ClearImages, float]] = []
     for text in specs:
         spec = parse_source(text)
-        src = PairedImages(spec.path) if spec.kind == "pairs" else ClearImages(spec.path)
+        haze_free = spec.kind == "clear"
+        src = PairedImages(spec.path) if spec.kind == "pairs" else ClearImages(spec.path, haze_free=haze_free)
         try:  # one decode per source: catches unreadable files of an otherwise valid folder early
             src.load(0)
         except StreamDehazeError as exc:

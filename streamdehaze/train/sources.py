@@ -1,6 +1,6 @@
-"""Training sources: paired hazy/clear folders and clear images or videos for synthetic haze.
+"""Training sources: paired hazy/clear folders, clear images or videos for synthetic haze, haze-free images.
 
-``--data`` specs (``DIR``, ``DIR@W``, ``synth:PATH``, ``synth:PATH@W``) are parsed by
+``--data`` specs (``DIR``, ``DIR@W``, ``synth:PATH[@W]``, ``clear:PATH[@W]``) are parsed by
 :func:`parse_source`; :class:`PairedImages` and :class:`ClearImages` check their files up front
 (clear errors before training starts) and decode lazily, keeping decoded images in a
 :class:`DecodeCache`. Mixing and augmentation are :mod:`streamdehaze.train.data`'s.
@@ -44,14 +44,17 @@ class DecodeCache:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: str  # "pairs" | "synth"
+    kind: str  # "pairs" | "synth" | "clear"
     path: Path
     weight: float = 1.0
 
 
 def parse_source(spec: str) -> SourceSpec:
-    """``DIR``, ``DIR@W``, ``synth:PATH``, ``synth:PATH@W`` → :class:`SourceSpec`."""
-    kind, rest = ("synth", spec[len("synth:") :]) if spec.startswith("synth:") else ("pairs", spec)
+    """``DIR``, ``DIR@W``, ``synth:PATH[@W]``, ``clear:PATH[@W]`` → :class:`SourceSpec`."""
+    kind, rest = "pairs", spec
+    for prefix in ("synth", "clear"):
+        if spec.startswith(prefix + ":"):
+            kind, rest = prefix, spec[len(prefix) + 1 :]
     weight = 1.0
     if "@" in rest:
         rest, w = rest.rsplit("@", 1)
@@ -116,23 +119,26 @@ class ClearImages:
 
     A video contributes at most ``max_frames`` frames spread evenly, scaled to at most
     ``max_side`` pixels on the long side (enough for training crops, bounded memory).
+    ``haze_free``: the pictures are not hazed but trained on as clear → clear (``clear:PATH``), so
+    the network learns to leave haze-free scenes like them alone.
     """
 
-    def __init__(self, path: Path, max_frames: int = 500, max_side: int = 960) -> None:
-        self.name = f"synth:{path}"
+    def __init__(self, path: Path, max_frames: int = 500, max_side: int = 960, haze_free: bool = False) -> None:
+        self.haze_free = haze_free
+        self.name = f"{'clear' if haze_free else 'synth'}:{path}"
         self.cache = DecodeCache()
         self.files: list[Path] = []
         self.frames: list[np.ndarray] = []
         if path.is_dir():
             self.files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
             if not self.files:
-                raise DataError(f"synth:{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+                raise DataError(f"{self.name}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         elif path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
             self.frames = _video_frames(path, max_frames, max_side)
         elif path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
             self.files = [path]
         else:
-            raise DataError(f"synth:{path}: expected an image folder or a video file ({', '.join(VIDEO_EXTENSIONS)})")
+            raise DataError(f"{self.name}: expected an image folder or a video file ({', '.join(VIDEO_EXTENSIONS)})")
 
     def __len__(self) -> int:
         return len(self.files) or len(self.frames)
