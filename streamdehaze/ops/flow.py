@@ -32,6 +32,22 @@ def normalised_grid(height: int, width: int, device: torch.device | str) -> Tens
     return torch.stack([gx, gy], -1)[None]
 
 
+class GridCache:
+    """:func:`normalised_grid` per size and device, built once (a few sizes kept: a new stream's replace them)."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self._cache: dict = {}
+        self.keep = keep
+
+    def __call__(self, height: int, width: int, device: torch.device | str) -> Tensor:
+        key = (height, width, str(device))
+        if key not in self._cache:
+            if len(self._cache) >= self.keep:
+                self._cache.clear()
+            self._cache[key] = normalised_grid(height, width, device)
+        return self._cache[key]
+
+
 def sampling_grid(flow: Tensor, base: Tensor | None = None) -> Tensor:
     """``grid_sample``'s grid ``(N, H, W, 2)`` (``align_corners=True``) for ``flow`` ``(N, 2, H, W)`` in pixels.
 
@@ -41,7 +57,28 @@ def sampling_grid(flow: Tensor, base: Tensor | None = None) -> Tensor:
     base = normalised_grid(height, width, flow.device) if base is None else base
     # pixels → grid units; python scalars, so nothing is copied from the host on CUDA
     sx, sy = 2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)
-    return base + torch.stack([flow[:, 0] * sx, flow[:, 1] * sy], -1)
+    if flow.requires_grad:
+        return base + torch.stack([flow[:, 0] * sx, flow[:, 1] * sy], -1)
+    # written in place into the interleaved layout: ~10× faster on the CPU than stacking two planes
+    grid = torch.empty((flow.shape[0], height, width, 2), device=flow.device, dtype=flow.dtype)
+    torch.mul(flow[:, 0], sx, out=grid[..., 0])
+    torch.mul(flow[:, 1], sy, out=grid[..., 1])
+    return grid.add_(base)
+
+
+def resize_planes(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of ``(N, C, h, w)`` float32 to ``size`` (``align_corners=False``): OpenCV on the CPU
+    (several times faster than torch's kernel there), ``F.interpolate`` elsewhere."""
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    import cv2
+
+    n, c = x.shape[:2]
+    planes = x.detach().contiguous().view(n * c, *x.shape[-2:]).numpy()
+    out = torch.empty((n * c, *size), dtype=x.dtype)
+    for src, dst in zip(planes, out.numpy()):
+        cv2.resize(src, (size[1], size[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
+    return out.view(n, c, *size)
 
 
 def warp(images: Tensor, flow: Tensor, grid: Tensor | None = None) -> Tensor:
@@ -72,9 +109,14 @@ def consistency(
     """
     fwd_at = warp(fwd, back, grid)
     loop = back + fwd_at
-    lhs = (loop * loop).sum(1, keepdim=True)
-    rhs = alpha * ((back * back).sum(1, keepdim=True) + (fwd_at * fwd_at).sum(1, keepdim=True)) + beta
+    lhs = _squared_norm(loop)
+    rhs = alpha * (_squared_norm(back) + _squared_norm(fwd_at)) + beta
     return (lhs < rhs).to(back.dtype)
+
+
+def _squared_norm(v: Tensor) -> Tensor:
+    """``|v|²`` of ``(N, 2, H, W)`` vectors → ``(N, 1, H, W)`` (two products: a 2-channel reduction is slow on CPU)."""
+    return v[:, :1] * v[:, :1] + v[:, 1:] * v[:, 1:]
 
 
 def _gradients(x: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ops.flow import normalised_grid
+from ..ops.flow import GridCache
 from ..ops.guided import box_filter, fit_affine, rgb_to_gray
 from .temporal import TemporalConfig, downscale, fit_shape
 
@@ -56,22 +56,8 @@ class FlowEstimator:
         return out
 
 
-class _Grids:
-    """Normalised sampling grids ``(1, H, W, 2)`` of the pixel centres (``grid_sample``'s
-    ``align_corners=True`` convention: −1 and 1 are the first and last pixel), one per size, built once."""
-
-    def __init__(self) -> None:
-        self._cache: dict = {}
-
-    def __call__(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        key = (height, width, str(device))
-        if key not in self._cache:
-            self._cache = {key: normalised_grid(height, width, device)}
-        return self._cache[key]
-
-
 def warp_backward(
-    images: torch.Tensor, flow: torch.Tensor, grids: _Grids | None = None, inside: bool = True
+    images: torch.Tensor, flow: torch.Tensor, grids: GridCache | None = None, inside: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Warp ``images`` ``(1, C, H, W)`` (frame t−1) onto frame t along ``flow`` ``(1, 2, h, w)`` (pixels at h × w).
 
@@ -89,7 +75,7 @@ def warp_backward(
     offset = torch.cat([flow[:, :1] * sx, flow[:, 1:] * sy], 1)
     if (h, w) != (height, width):
         offset = F.interpolate(offset, size=(height, width), mode="bilinear", align_corners=False)
-    grid = (grids or _Grids())(height, width, flow.device) + offset.permute(0, 2, 3, 1)
+    grid = (grids or GridCache())(height, width, flow.device) + offset.permute(0, 2, 3, 1)
     warped = F.grid_sample(images, grid.to(images.dtype), align_corners=True, padding_mode="border")
     if not inside:
         return warped, None
@@ -108,7 +94,7 @@ class FlowSmoother:
     def __init__(self, config: TemporalConfig | None = None) -> None:
         self.config = (config or TemporalConfig(mode="flow")).check()
         self.estimator = FlowEstimator()
-        self._grids_low, self._grids_full = _Grids(), _Grids()
+        self._grids_low, self._grids_full = GridCache(), GridCache()
         self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:

@@ -32,10 +32,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..ops.cpu_kernels import use_cpu_kernels
-from ..ops.flow import consistency, inside, lk_flow, sampling_grid, warp
+from ..ops.flow import GridCache, consistency, inside, lk_flow, resize_planes, sampling_grid, warp
 from ..ops.guided import box_filter, rgb_to_gray
 from ..ops.transfer_fit import downscale
 from .temporal import fit_shape
@@ -74,6 +73,7 @@ class MotionEstimator:
         self.gate, self.method = gate, method
         self._prev: Tensor | None = None
         self._dis = None
+        self._grids = GridCache()
 
     def reset(self) -> None:
         self._prev = None
@@ -81,22 +81,23 @@ class MotionEstimator:
     def __call__(self, low: Tensor) -> Motion:
         """``low`` ``(B, 3, h, w)`` in [0, 1], the working-size frames of one batch → their :class:`Motion`."""
         n, _, h, w = low.shape
-        gray = rgb_to_gray(downscale(low.float(), fit_shape(h, w, max(FLOW_SIDE, min(h, w) // 2))))
+        # gray first (both steps are linear): one plane to shrink instead of three; contiguous planes
+        # throughout, as torch's CPU kernels are several times slower on channels-last or strided ones
+        gray = downscale(rgb_to_gray(low.float()).contiguous(), fit_shape(h, w, max(FLOW_SIDE, min(h, w) // 2)))
         fresh = self._prev is None or self._prev.shape[-2:] != gray.shape[-2:]
         prev = torch.cat([gray[:1] if fresh else self._prev, gray[:-1]])
         self._prev = gray[-1:]
         back, fwd = self._flows(gray, prev)
-        grid = sampling_grid(back)
+        grid = sampling_grid(back, self._grids(*gray.shape[-2:], gray.device))
         d = box_filter((gray - warp(prev, back, grid)).abs(), 1)
         trust = consistency(back, fwd, grid=grid) * inside(grid) * torch.exp2(-((d / self.gate) ** 2))
         if fresh:  # the first frame has no past (its "previous" was itself)
-            trust = torch.cat([torch.zeros_like(trust[:1]), trust[1:]])
+            trust[:1] = 0
         if (h, w) != tuple(gray.shape[-2:]):
             fx, fy = w / gray.shape[-1], h / gray.shape[-2]
-            back = F.interpolate(back, size=(h, w), mode="bilinear", align_corners=False)
+            back, trust = resize_planes(torch.cat([back, trust], 1), (h, w)).split((2, 1), 1)
             back = torch.cat([back[:, :1] * fx, back[:, 1:] * fy], 1)
-            trust = F.interpolate(trust, size=(h, w), mode="bilinear", align_corners=False)
-            grid = sampling_grid(back)
+            grid = sampling_grid(back, self._grids(h, w, back.device))
         return Motion(grid, trust, back)
 
     def _flows(self, gray: Tensor, prev: Tensor) -> tuple[Tensor, Tensor]:
@@ -110,7 +111,7 @@ class MotionEstimator:
         cur8, prev8 = (_gray_uint8(t) for t in (gray, prev))
         back = np.stack([self._dis.calc(c, p, None) for c, p in zip(cur8, prev8)])
         fwd = np.stack([self._dis.calc(p, c, None) for c, p in zip(cur8, prev8)])
-        return torch.from_numpy(back).permute(0, 3, 1, 2), torch.from_numpy(fwd).permute(0, 3, 1, 2)
+        return tuple(torch.from_numpy(f).permute(0, 3, 1, 2).contiguous() for f in (back, fwd))
 
 
 def _gray_uint8(gray: Tensor) -> np.ndarray:
