@@ -176,11 +176,18 @@ class CoefficientSmoother:
         from one frame to the next).
         """
         c = a.shape[1]
-        cur = torch.cat([a.float(), b.float()], 1)
         state = self._state  # (1, 4C + 1, h, w): the smoothed a, b, the previous frame's own a, b, the jitter
-        fits = state is not None and state.shape[1] == 4 * c + 1 and state.shape[-2:] == cur.shape[-2:]
+        # this frame's state is written in place into a new tensor (no concatenations: on the CPU they cost
+        # as much as the warp); the returned (a, b) are views of it, and the next frame makes a new one
+        new = torch.empty((1, 4 * c + 1, *a.shape[-2:]), device=a.device, dtype=torch.float32)
+        new[:, 2 * c : 3 * c].copy_(a)
+        new[:, 3 * c : 4 * c].copy_(b)
+        cur = new[:, 2 * c : 4 * c]
+        fits = state is not None and state.shape == new.shape
         if not fits or grid.shape[1:3] != a.shape[-2:]:
-            self._state = torch.cat([cur, cur, torch.zeros_like(cur[:, :1])], 1)
+            new[:, : 2 * c].copy_(cur)
+            new[:, 4 * c :].zero_()
+            self._state = new
             return a, b
         low = low_in.float()
         if low.shape[-2:] != a.shape[-2:]:
@@ -203,9 +210,10 @@ class CoefficientSmoother:
         w = self.config.strength * trust * torch.exp2(-((output_change(past[:, : 2 * c]) / gate) ** 2))
         if cut is not None:
             w = torch.where(cut, torch.zeros_like(w), w)
-        smoothed = torch.lerp(cur, past[:, : 2 * c], w)
-        self._state = torch.cat([smoothed, cur, jitter], 1)
-        return smoothed[:, :c].to(a.dtype), smoothed[:, c:].to(b.dtype)
+        torch.lerp(cur, past[:, : 2 * c], w, out=new[:, : 2 * c])
+        new[:, 4 * c :].copy_(jitter)
+        self._state = new
+        return new[:, :c].to(a.dtype), new[:, c : 2 * c].to(b.dtype)
 
     def smooth(
         self, low_in: torch.Tensor, a: torch.Tensor, b: torch.Tensor, cut: torch.Tensor | None = None
