@@ -2,11 +2,14 @@
 
 Each step of the shipped model's default video path is timed alone on the same batch of decoded
 frames, in a worker thread as the pipeline runs it, medians over ``--repeat`` rounds: decode
-(file → RGB uint8, the source's colour conversion), uint8 → float, downscale to the working size,
-the network, the transfer's fit (with the guard), the temporal smoothing, upsample + apply at full
-resolution, float → uint8 (or the CPU's apply straight into uint8 frames), and the encoder's RGB →
-YUV conversion plus libx264. The engine's own time for the same batch is the last rows: float
-tensors in and out (``Engine.infer``), and uint8 frames in and out as the pipeline runs it.
+(file → RGB uint8, the source's colour conversion), uint8 → float and the float downscale to the
+working size (the generic path) or the downscale straight from the uint8 frames (the CPU's path),
+the network, the transfer's fit (with the guard), the temporal smoothing (``ema``; ``motion``: the
+flow estimate and the smoothing step), upsample + apply at full resolution, float → uint8 (or the
+CPU's apply straight into uint8 frames), and the encoder's RGB → YUV conversion plus libx264. The
+engine's own time for the same batch is the last rows: float tensors in and out (``Engine.infer``),
+and uint8 frames in and out as the pipeline runs it, without smoothing and with the default
+(``motion``).
 
     python benchmarks/profile_cpu.py
     python benchmarks/profile_cpu.py --backend torch --batch 4 --repeat 7
@@ -51,9 +54,11 @@ def main() -> None:
     from streamdehaze.ops.color import to_tensor, to_uint8
     from streamdehaze.ops.cpu_kernels import apply_affine_uint8
     from streamdehaze.ops.guided import apply_affine
-    from streamdehaze.ops.transfer_fit import default_radius, downscale, guarded_fit
+    from streamdehaze.ops.transfer_fit import default_radius, downscale, downscale_uint8, guarded_fit
     from streamdehaze.pipeline.speed import SpeedSettings
     from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig
+    from streamdehaze.pipeline.temporal_engine import TemporalSettings
+    from streamdehaze.pipeline.temporal_motion import MotionEstimator
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", default=str(ROOT / "samples" / "foggy_drive.mp4"))
@@ -92,6 +97,16 @@ def main() -> None:
         for i in range(n):
             smoother.step(low[i : i + 1], a[i : i + 1], b[i : i + 1])
 
+    estimator = MotionEstimator()
+    estimator(low)  # a past for the timed calls
+    motion = estimator(low)
+    along = CoefficientSmoother(TemporalConfig(mode="motion"))
+    along.step(low[:1], a[:1], b[:1], None, motion.at(0))
+
+    def smooth_along() -> None:
+        for i in range(n):
+            along.step(low[i : i + 1], a[i : i + 1], b[i : i + 1], None, motion.at(i))
+
     def encode() -> None:
         import tempfile
 
@@ -103,19 +118,24 @@ def main() -> None:
             sink.close()
 
     engine = speed.build_engine(dehazer, torch.device("cpu"), temporal=None)
+    engine_motion = speed.build_engine(dehazer, torch.device("cpu"), temporal=TemporalSettings(mode="motion"))
     steps = {
         "decode (file -> RGB)": decode,
         "uint8 -> float": lambda: to_tensor(x8),
-        "downscale": lambda: downscale(x, size),
+        "downscale (float)": lambda: downscale(x, size),
+        "downscale from uint8 (CPU path)": lambda: downscale_uint8(x8, size),
         "network": lambda: dehazer(low),
         "fit + guard": lambda: guarded_fit(low, y, r, t.eps, t.shared_gain, t.guard),
         "smoothing (ema)": smooth,
+        "motion estimate (motion)": lambda: estimator(low),
+        "smoothing step (motion)": smooth_along,
         "upsample + apply (float)": lambda: apply_affine(a, b, x),
         "float -> uint8": lambda: to_uint8(out),
         "apply into uint8 (ops/cpu_kernels)": lambda: apply_affine_uint8(a, b, x8),
         "encode (RGB -> YUV, x264)": encode,
         "engine, float in and out (infer)": lambda: engine.infer(x),
         "engine, uint8 frames in and out": lambda: engine._forward(x8),
+        "engine, uint8, --temporal motion": lambda: engine_motion._forward(x8),
     }
     per_frame = {name: median_seconds(fn, args.repeat) / n * 1000 for name, fn in steps.items()}
     result = {

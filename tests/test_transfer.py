@@ -313,3 +313,33 @@ def test_the_cpu_apply_into_8_bit_frames_matches_the_float_path(strength, monkey
     assert len(calls) == 2 and out_fast.dtype == torch.uint8 and out_fast.shape == x8.shape
     assert int((out_fast.int() - out_generic.int()).abs().max()) <= 1
     assert int((out_fast.int() - x8.int()).abs().max()) > 10  # it did dehaze
+
+
+def test_the_cpu_path_shrinks_the_8_bit_frames_without_float_frames(monkeypatch):
+    """On the CPU the working-size frames come straight from the uint8 frames (the full-size float
+    conversion and its shrink cost ~20x more there): no full-size float frame is made, and the
+    working-size frames match the float shrink within one level."""
+    import streamdehaze.pipeline.engine as engine_module
+    from streamdehaze.ops.color import to_uint8
+    from streamdehaze.ops.transfer_fit import downscale, downscale_uint8
+
+    x8 = to_uint8(textured(2, 90, 160, seed=7))
+    exact = downscale(to_tensor(x8), (36, 64))
+    low = downscale_uint8(x8, (36, 64))
+    assert low.shape == exact.shape and low.dtype == torch.float32
+    assert float((low - exact).abs().max()) <= 1.01 / 255 and float((low - exact).abs().mean()) < 0.5 / 255
+
+    made = []
+    convert = engine_module.to_tensor
+
+    def counted(t, *args, **kwargs):
+        made.append(tuple(t.shape))
+        return convert(t, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "to_tensor", counted)
+    e = stream(AffineModel(per_channel=True), GuidedTransfer(WorkSize("scale", 0.5)))
+    out = e._forward(x8)
+    assert made == [] and out.shape == x8.shape and out.dtype == torch.uint8
+    full = stream(AffineModel(per_channel=True), GuidedTransfer(FULL))  # full size: the float frames are needed
+    full._forward(x8)
+    assert made == [tuple(x8.shape)]

@@ -24,7 +24,9 @@ The compute section never waits for the host (no ``.cpu()``, ``.item()`` or page
 keyframe plan with ``--keyframe-interval`` > 1, the optical flow of ``--temporal flow``, a hook's
 resets), a batch's phase 1 (prepare) is launched when it arrives and its host step and phase 2 one
 batch later, so the device prepares batch k while the host decides batch k - 1. On CPU the same
-steps run synchronously.
+steps run synchronously, and an RGB batch on the coefficient path never becomes full-size float:
+the working-size frames are shrunk from the uint8 frames and the apply writes uint8 frames
+(:meth:`.stages.Stages.takes_uint8`).
 
 Controls from other threads (the preview: dehaze on/off, smoothing on/off, strength) go through
 :meth:`Engine.control` and are applied between batches by the thread that calls :meth:`submit`.
@@ -46,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..devices import keep_freed_memory
 from ..frames import Frame
 from ..ops.color import to_tensor, to_uint8
 from ..ops.transfer_fit import check_strength
@@ -99,6 +102,8 @@ class Engine:
         self.precision = precision
         autocast_for(self.device, precision)  # validates the combination early
         self.cuda = self.device.type == "cuda"
+        if self.device.type == "cpu":
+            keep_freed_memory()  # the per-batch tensors are reused, not mapped afresh (devices.py)
         self.depth = max(2, depth)
         self.busy_s = 0.0
         self.frames = 0
@@ -184,9 +189,11 @@ class Engine:
         yuv = is_yuv(meta)
         matrix, full_range = meta.get("yuv_matrix", "bt601"), meta.get("yuv_range") == "pc"
         with torch.inference_mode():
-            x = yuv420p_to_rgb(x_uint8, matrix, full_range) if yuv else to_tensor(x_uint8)
-            y = self._infer(x, None if yuv else x_uint8)
-            if y.dtype == torch.uint8:  # the CPU's apply went straight to 8-bit frames
+            if yuv:
+                y = self._infer(yuv420p_to_rgb(x_uint8, matrix, full_range), None)
+            else:  # the float frames are made only if the batch needs them (the CPU's path does not)
+                y = self._infer(None, x_uint8)
+            if y.dtype == torch.uint8:  # the CPU's apply went straight to 8-bit frames (or nothing to do)
                 return y
             # back with the same matrix and range: the sink tags the output as the source was tagged
             return rgb_to_yuv420p(y, matrix, full_range) if yuv else to_uint8(y)
@@ -205,21 +212,24 @@ class Engine:
         """
         return self._infer(x, None)
 
-    def _infer(self, x: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
+    def _infer(self, x: torch.Tensor | None, images: torch.Tensor | None) -> torch.Tensor:
         """:meth:`infer`; with the batch's uint8 ``images`` ``(B, H, W, 3)`` also given, the result may come
-        back as uint8 frames of that layout instead (:meth:`Stages.finish_uint8`)."""
+        back as uint8 frames of that layout instead (:meth:`Stages.finish_uint8`). ``x`` None: made from
+        ``images`` when needed (the CPU's uint8 path takes the working-size frames straight from them)."""
         with torch.inference_mode():
             p, self._ready = self._ready, None
             if p is None:
-                self._between_batches(tuple(x.shape[1:]))
+                self._between_batches((3, *images.shape[1:3]) if x is None else tuple(x.shape[1:]))
                 if not self.stages.dehaze:
-                    return x
+                    return images if x is None else x
             if not isinstance(p, Prepared):
-                p = self.stages.prepare(x)
+                if x is None and not self.stages.takes_uint8(images):
+                    x = to_tensor(images)
+                p = self.stages.prepare(x, images)
                 self.stages.decide(p)
-            if images is not None and (y := self.stages.finish_uint8(images, x, p)) is not None:
+            if images is not None and (y := self.stages.finish_uint8(images, p)) is not None:
                 return y
-            return self.stages.finish(x, p)
+            return self.stages.finish(to_tensor(images) if x is None else x, p)
 
     # ------------------------------------------------------------------ batches of frames
 

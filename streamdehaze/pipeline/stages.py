@@ -33,7 +33,7 @@ import torch
 
 from ..ops.cpu_kernels import apply_affine_uint8, use_cpu_kernels
 from ..ops.guided import apply_affine
-from ..ops.transfer_fit import blend, downscale, strengthen
+from ..ops.transfer_fit import blend, downscale, downscale_uint8, strengthen
 from .core import Core
 from .frame_state import FrameState, StatePass
 from .host import Download, upload
@@ -161,18 +161,39 @@ class Stages:
             not full or self.transfer.keyframe_interval > 1 or self.hook_step is not None or self.smoother is not None
         )
 
-    def prepare(self, x: Tensor) -> Prepared:
-        """``x`` ``(B, 3, H, W)`` float in [0, 1] → the batch's working-size frames, state and host copies."""
-        coefficients = self._coefficient_path(*x.shape[-2:])
-        with torch.autocast(x.device.type, enabled=False):
-            low = downscale(x, self.transfer.size_for(*x.shape[-2:])) if coefficients else None
+    def takes_uint8(self, images: Tensor) -> bool:
+        """Whether a batch of uint8 ``images`` ``(B, H, W, 3)`` goes from them to uint8 frames without the
+        full-size float frames: on the CPU, on the coefficient path, when no pixel filter follows."""
+        return (
+            use_cpu_kernels(images)
+            and images.dtype == torch.uint8
+            and images.ndim == 4
+            and self._coefficient_path(*images.shape[1:3])
+            and not (self.post is not None and self.temporal)
+        )
+
+    def prepare(self, x: Tensor | None, images: Tensor | None = None) -> Prepared:
+        """``x`` ``(B, 3, H, W)`` float in [0, 1] → the batch's working-size frames, state and host copies.
+
+        ``x`` None: the batch's uint8 ``images`` ``(B, H, W, 3)`` instead, where :meth:`takes_uint8`
+        (the working-size frames are shrunk from them directly: 20× less work on the CPU than the float
+        frames' conversion and shrink; they differ from those by rounding, under one level in 255).
+        """
+        n, height, width = images.shape[:3] if x is None else (x.shape[0], *x.shape[-2:])
+        coefficients = True if x is None else self._coefficient_path(height, width)
+        with torch.autocast((images if x is None else x).device.type, enabled=False):
+            size = self.transfer.size_for(height, width)
+            if x is None:
+                low = downscale_uint8(images, size)
+            else:
+                low = downscale(x, size) if coefficients else None
             state = self.state_pass(low if low is not None else x) if self.uses_state else None
             wants_cuts = self.transfer.keyframe_interval > 1 or self.hook_reset is not None
             cuts = Download(state.cut) if state is not None and wants_cuts else None
-            flow_on = self.flow is not None and self.temporal
+            flow_on = self.flow is not None and self.temporal and x is not None  # (takes_uint8: no flow filter)
             grays = Download(flow_gray(x, self.flow.config.flow_size)) if flow_on else None
             motion = self.motion(low) if self.motion is not None and self.temporal and coefficients else None
-        return Prepared(x.shape[0], coefficients, low, state, cuts, grays, motion=motion)
+        return Prepared(n, coefficients, low, state, cuts, grays, motion=motion)
 
     # ---------------------------------------------------------------- 2. host: decide
 
@@ -210,12 +231,12 @@ class Stages:
                 y = blend(x, y, self.strength)
         return y
 
-    def finish_uint8(self, images: Tensor, x: Tensor, p: Prepared) -> Tensor | None:
+    def finish_uint8(self, images: Tensor, p: Prepared) -> Tensor | None:
         """:meth:`finish` straight into uint8 ``(B, H, W, 3)`` from the decoded ``images`` on the CPU,
         where the batch ends with the transfer's apply (:mod:`~streamdehaze.ops.cpu_kernels`); None elsewhere."""
         if not use_cpu_kernels(images) or not p.coefficients or (self.post is not None and self.temporal):
             return None
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast("cpu", enabled=False):
             return apply_affine_uint8(*self._coefficients(p, apply_strength=True), images)
 
     def _airlight_on(self) -> bool:
