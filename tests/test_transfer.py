@@ -247,7 +247,9 @@ def test_engine_with_transfer_keeps_order_timestamps_and_state():
     x = to_tensor(imgs)
     expected = torch.cat([reference.infer(x[:4]), reference.infer(x[4:])])
     got = to_tensor(np.stack([f.image for f in out]))
-    assert (got - expected).abs().max() <= 1 / 255 + 1e-6
+    # the engine's CPU path shrinks the uint8 frames (within a level of the float shrink infer() makes),
+    # and the keyframes' maps carry that to the frames between: up to 2 levels
+    assert (got - expected).abs().max() <= 2 / 255 + 1e-6
 
 
 def test_validation_at_a_working_size_matches_dehaze_image():
