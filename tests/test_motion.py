@@ -73,9 +73,9 @@ def test_motion_estimator_follows_a_pan_across_batches(method):
     assert first.trust[0].max().item() == 0 and second.trust[0].mean().item() > 0.6
     for motion in (first, second):
         for i in range(1 if motion is first else 0, 3):
-            flow = motion.flow[i, :, 16:-16, 16:-16]
+            flow = motion.flow[i, :, 8:-8, 8:-8] * 2  # at the flow size, half the frames'
             assert abs(flow[0].median().item() - 1.5) < 0.25 and abs(flow[1].median().item() - 0.5) < 0.25
-            assert motion.trust[i, :, 16:-16, 16:-16].mean().item() > 0.6  # 0.67-0.69 (flow at half size)
+            assert motion.trust[i, :, 8:-8, 8:-8].mean().item() > 0.6
     est.reset()
     assert est(low[3:4]).trust.max().item() == 0
 

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from ..choices import DEFAULT_TEMPORAL_MODE as DEFAULT_MODE
 from ..choices import TEMPORAL_MODES as MODES
 from ..errors import InputError
+from ..ops.flow import resize_planes
 from ..ops.guided import box_filter, rgb_to_gray
 from .frame_state import DEFAULT_SCENE_CUT
 
@@ -137,8 +138,10 @@ class CoefficientSmoother:
         """One frame: ``low_in`` ``(1, 3, h, w)`` in [0, 1], ``a, b`` ``(1, C, h', w')`` → smoothed ``(a, b)``.
 
         ``a, b`` may be at another resolution than ``low_in`` (the weight map is resized to them).
-        ``motion``: the frame's ``(grid, trust)`` at the coefficients' size (:mod:`.temporal_motion`):
-        the past is then the previous ``(a, b)`` warped along the motion, weighted by ``strength · trust``.
+        ``motion``: the frame's ``(grid, trust)`` (:mod:`.temporal_motion`): the past is then the previous
+        ``(a, b)`` warped along the motion, weighted by ``strength · trust``. At the motion's size, which
+        may be smaller than the coefficients' (the flow runs at half the working size): the smoothing
+        is computed there and its correction, upsampled, is added to the full-detail ``(a, b)``.
         ``keyframe`` False (with ``motion``): the network did not run on this frame (``--keyframe-interval``);
         ``a, b`` are a stale keyframe's, and the smoothed past carried along the motion is returned instead.
         """
@@ -175,27 +178,27 @@ class CoefficientSmoother:
         running mean, carried along the motion, of how much the network's own map changed the output
         from one frame to the next).
         """
-        c = a.shape[1]
+        c, size, full = a.shape[1], tuple(grid.shape[1:3]), tuple(a.shape[-2:])
         state = self._state  # (1, 4C + 1, h, w): the smoothed a, b, the previous frame's own a, b, the jitter
         # this frame's state is written in place into a new tensor (no concatenations: on the CPU they cost
-        # as much as the warp); the returned (a, b) are views of it, and the next frame makes a new one
-        new = torch.empty((1, 4 * c + 1, *a.shape[-2:]), device=a.device, dtype=torch.float32)
-        new[:, 2 * c : 3 * c].copy_(a)
-        new[:, 3 * c : 4 * c].copy_(b)
+        # as much as the warp); the next frame makes a new one
+        new = torch.empty((1, 4 * c + 1, *size), device=a.device, dtype=torch.float32)
+        new[:, 2 * c : 3 * c].copy_(resize_planes(a.float(), size) if size != full else a)
+        new[:, 3 * c : 4 * c].copy_(resize_planes(b.float(), size) if size != full else b)
         cur = new[:, 2 * c : 4 * c]
-        fits = state is not None and state.shape == new.shape
-        if not fits or grid.shape[1:3] != a.shape[-2:]:
+        if state is None or state.shape != new.shape:
             new[:, : 2 * c].copy_(cur)
             new[:, 4 * c :].zero_()
             self._state = new
             return a, b
         low = low_in.float()
-        if low.shape[-2:] != a.shape[-2:]:
-            low = F.interpolate(low, size=a.shape[-2:], mode="area")
+        if low.shape[-2:] != size:
+            low = resize_planes(low.contiguous(), size)
         past = F.grid_sample(state, grid, mode="bilinear", padding_mode="border", align_corners=True)
         if not keyframe:  # no new estimate: the past, carried along the motion, is the best guess
             self._state = past
-            return past[:, :c].to(a.dtype), past[:, c : 2 * c].to(b.dtype)
+            carried = resize_planes(past[:, : 2 * c].contiguous(), full) if size != full else past
+            return carried[:, :c].to(a.dtype), carried[:, c : 2 * c].to(b.dtype)
 
         def output_change(coefficients: torch.Tensor) -> torch.Tensor:  # |what these would change in the output|
             d = (coefficients[:, :c] - cur[:, :c]) * low + coefficients[:, c : 2 * c] - cur[:, c:]
@@ -213,7 +216,12 @@ class CoefficientSmoother:
         torch.lerp(cur, past[:, : 2 * c], w, out=new[:, : 2 * c])
         new[:, 4 * c :].copy_(jitter)
         self._state = new
-        return new[:, :c].to(a.dtype), new[:, c : 2 * c].to(b.dtype)
+        if size == full:
+            return new[:, :c].to(a.dtype), new[:, c : 2 * c].to(b.dtype)
+        # the smoothing's correction is smooth (the coefficients are box-averaged, the weights follow the
+        # motion's scale): made at the flow's size and added to the full-detail coefficients
+        correction = resize_planes(new[:, : 2 * c] - cur, full)
+        return (a.float() + correction[:, :c]).to(a.dtype), (b.float() + correction[:, c:]).to(b.dtype)
 
     def smooth(
         self, low_in: torch.Tensor, a: torch.Tensor, b: torch.Tensor, cut: torch.Tensor | None = None

@@ -16,10 +16,11 @@ the previous one warped the same way (occlusions, new content and flow failures 
 trust, 0 at a scene cut.
 
 The flow is computed on the gray input at half the working size (short side at least
-:data:`FLOW_SIDE` pixels), then carried to the coefficients' size: the coefficients vary smoothly,
-and on the clips of ``benchmarks/temporal_quality.py`` the flow at the full working size (short
-side 160 instead of 80) changed the flicker by −0.02 to +0.03, and the flow estimate took 3.8
-instead of 1.8 ms per frame on the CPU. On CUDA the flow is :func:`~streamdehaze.ops.flow.lk_flow`
+:data:`FLOW_SIDE` pixels), and the smoother works at that size too, adding its upsampled
+correction to the full-detail coefficients: the coefficients vary smoothly, and on the clips of
+``benchmarks/temporal_quality.py`` the flow at the full working size (short side 160 instead of 80)
+changed the flicker by −0.02 to +0.03, and the flow estimate took 3.8 instead of 1.8 ms per frame
+on the CPU. On CUDA the flow is :func:`~streamdehaze.ops.flow.lk_flow`
 (tensor ops: it stays on the device, the compute stream never waits for the host); on the CPU,
 where the host is the device, OpenCV's DIS (ultrafast preset), which is about 10× cheaper there
 and more accurate.
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from ..ops.cpu_kernels import use_cpu_kernels
-from ..ops.flow import GridCache, consistency, inside, lk_flow, resize_planes, sampling_grid, warp
+from ..ops.flow import GridCache, consistency, inside, lk_flow, sampling_grid, warp
 from ..ops.guided import box_filter, rgb_to_gray
 from ..ops.transfer_fit import downscale
 from .temporal import fit_shape
@@ -47,9 +48,9 @@ GATE = 0.02  # warped gray difference (0–1, box radius 1) at which the trust i
 
 @dataclass
 class Motion:
-    """One batch's motion at the coefficients' size ``(h, w)``: ``grid`` ``(B, h, w, 2)`` samples frame
-    t − 1 at frame t's pixels (``grid_sample`` units, ``align_corners=True``); ``trust`` ``(B, 1, h, w)``
-    in [0, 1] (0 for a frame with no past)."""
+    """One batch's motion at the flow's size ``(h, w)`` (half the working size, see :data:`FLOW_SIDE`):
+    ``grid`` ``(B, h, w, 2)`` samples frame t − 1 at frame t's pixels (``grid_sample`` units,
+    ``align_corners=True``); ``trust`` ``(B, 1, h, w)`` in [0, 1] (0 for a frame with no past)."""
 
     grid: Tensor
     trust: Tensor
@@ -93,11 +94,6 @@ class MotionEstimator:
         trust = consistency(back, fwd, grid=grid) * inside(grid) * torch.exp2(-((d / self.gate) ** 2))
         if fresh:  # the first frame has no past (its "previous" was itself)
             trust[:1] = 0
-        if (h, w) != tuple(gray.shape[-2:]):
-            fx, fy = w / gray.shape[-1], h / gray.shape[-2]
-            back, trust = resize_planes(torch.cat([back, trust], 1), (h, w)).split((2, 1), 1)
-            back = torch.cat([back[:, :1] * fx, back[:, 1:] * fy], 1)
-            grid = sampling_grid(back, self._grids(h, w, back.device))
         return Motion(grid, trust, back)
 
     def _flows(self, gray: Tensor, prev: Tensor) -> tuple[Tensor, Tensor]:
