@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from processes import machine
+from processes import machine, print_json_or_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,10 +148,9 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "ms_per_frame": {k: round(v, 2) for k, v in per_frame.items()},
     }
-    if args.json:
-        print(json.dumps(result))
+    result["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    if print_json_or_machine(result, args.json):
         return
-    print(f"machine: {json.dumps(result['machine'])}")
     print(f"{args.clip}: {result['frame']}, working size {result['working size']}, {result['backend']}, ", end="")
     print(f"batch {n}, torch threads {result['threads']}, medians of {args.repeat}")
     for name, ms in per_frame.items():

@@ -13,14 +13,14 @@ median of the per-round ratios (issue 17's bar for the default ``motion``: at mo
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from processes import machine
+from processes import machine, print_json_or_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,10 +71,9 @@ def main() -> None:
         "ratios": [round(x, 3) for x in ratios],
         "ratio": round(statistics.median(ratios), 3),
     }
-    if args.json:
-        print(json.dumps(result))
+    result["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    if print_json_or_machine(result, args.json):
         return
-    print(f"machine: {json.dumps(result['machine'])}")
     print(f"{args.clip}: {result['frame']}, {result['backend']}, batch {args.batch}, {len(frames)} frames, ", end="")
     print(f"{args.rounds} rounds alternating the order, default speed settings")
     times = result["ms_per_frame"]
