@@ -53,6 +53,13 @@ def _strip_prefix(sd: dict[str, Any], prefix: str = "module.") -> dict[str, Any]
     return sd
 
 
+def trained_work_side(work_side: tuple[int, int] | list[int]) -> int | None:
+    """The short side weights trained at a working size of ``(lo, hi)`` px run at: the middle of the
+    range, rounded to a multiple of 8; None for training at native size (``hi`` 0)."""
+    lo, hi = work_side
+    return 8 * round((lo + hi) / 16) if hi else None
+
+
 def read_weights(path: str | os.PathLike) -> WeightFile:
     """Read a checkpoint in either format; raises :class:`ModelError` with the reason."""
     path = Path(path)
@@ -71,6 +78,10 @@ def read_weights(path: str | os.PathLike) -> WeightFile:
     else:
         sd = obj.get("model", obj.get("state_dict", obj))
         meta, arch, ngf, official = {}, "aecrnet", None, True
+        config = obj.get("config")
+        if isinstance(config, dict) and (side := trained_work_side(config.get("work_side") or (0, 0))):
+            # a training checkpoint of ours: it runs at the working size it trained at, as its export would
+            meta["work_side"] = side
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ModelError(f"{path}: no state dict of tensors found (keys: {sorted(obj)[:8]})")
     sd = _strip_prefix(sd)

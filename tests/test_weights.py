@@ -94,3 +94,18 @@ def test_missing_default_weights_says_where_it_looked(monkeypatch, tmp_path):
 def test_dcp_takes_no_weights(tmp_path):
     with pytest.raises(ModelError, match="takes no weights"):
         load_model("dcp", weights=tmp_path / "x.pt")
+
+
+def test_a_training_checkpoint_runs_at_the_working_size_it_trained_at(tmp_path):
+    """``--weights runs/x/last.pt`` (a checkpoint, not an exported file): ``--work-size auto``/``model``
+    take the trained short side, as the exported file would, not the full resolution."""
+    from streamdehaze.work_size import model_work_side
+
+    net = AECRNet(ngf=8)
+    ckpt = {"format": "streamdehaze-train", "model": net.state_dict(), "config": {"work_side": [160, 176]}}
+    torch.save(ckpt, tmp_path / "last.pt")
+    assert read_weights(tmp_path / "last.pt").meta["work_side"] == 168
+    assert model_work_side(load_model("aecrnet", weights=tmp_path / "last.pt", device="cpu")) == 168
+    ckpt["config"]["work_side"] = [0, 0]  # trained at native size: no working size
+    torch.save(ckpt, tmp_path / "native.pt")
+    assert "work_side" not in read_weights(tmp_path / "native.pt").meta

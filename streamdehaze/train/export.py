@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ModelError, TrainError
 from ..nets.aecrnet import AECRNet, count_parameters
-from ..weights import apply_state_dict, save_weights
+from ..weights import apply_state_dict, save_weights, trained_work_side
 from .checkpoint import read_checkpoint
 from .config import TrainConfig
 from .losses import CR_WEIGHTS
@@ -27,8 +27,7 @@ from .losses import CR_WEIGHTS
 def default_work_side(cfg: TrainConfig) -> int | None:
     """The working size a checkpoint trained at a working size should run at: the middle of its
     trained short-side range, rounded to a multiple of 8; None when it trained at native size."""
-    lo, hi = cfg.work_side
-    return 8 * round((lo + hi) / 16) if hi else None
+    return trained_work_side(cfg.work_side)
 
 
 def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | None = None) -> dict[str, Any]:
