@@ -319,7 +319,7 @@ def test_the_cpu_apply_into_8_bit_frames_matches_the_float_path(strength, monkey
 
 def test_the_cpu_path_shrinks_the_8_bit_frames_without_float_frames(monkeypatch):
     """On the CPU the working-size frames come straight from the uint8 frames (the full-size float
-    conversion and its shrink cost ~20x more there): no full-size float frame is made, and the
+    conversion and its shrink cost ~14x more there): no full-size float frame is made, and the
     working-size frames match the float shrink within one level."""
     import streamdehaze.pipeline.engine as engine_module
     from streamdehaze.ops.color import to_uint8

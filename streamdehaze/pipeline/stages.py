@@ -176,8 +176,8 @@ class Stages:
         """``x`` ``(B, 3, H, W)`` float in [0, 1] → the batch's working-size frames, state and host copies.
 
         ``x`` None: the batch's uint8 ``images`` ``(B, H, W, 3)`` instead, where :meth:`takes_uint8`
-        (the working-size frames are shrunk from them directly: 20× less work on the CPU than the float
-        frames' conversion and shrink; they differ from those by rounding, under one level in 255).
+        (the working-size frames are shrunk from them directly: 0.7 ms per 720p frame on the CPU against
+        9.3 for the float frames' conversion and shrink; they differ by rounding, under one level in 255).
         """
         n, height, width = images.shape[:3] if x is None else (x.shape[0], *x.shape[-2:])
         coefficients = True if x is None else self._coefficient_path(height, width)
