@@ -121,7 +121,7 @@ CASES = [  # (model, work size, keyframe interval, temporal mode)
     ("dcp", "full", 1, "pixel"),
     ("aecrnet", "0.5", 2, "ema"),
     ("aecrnet", "full", 1, "flow"),  # the full-resolution residual filter
-    ("aecrnet", "0.5", 1, "motion"),  # the default: flow at the working size, coefficients and noise along it
+    ("aecrnet", "0.5", 1, "motion"),  # the default: flow at half the working size, the colour map along it
     ("dcp", "0.5", 2, "motion"),
 ]
 

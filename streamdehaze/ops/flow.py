@@ -35,7 +35,7 @@ def normalised_grid(height: int, width: int, device: torch.device | str) -> Tens
 class GridCache:
     """:func:`normalised_grid` per size and device, built once (a few sizes kept: a new stream's replace them)."""
 
-    def __init__(self, keep: int = 4) -> None:
+    def __init__(self, keep: int = 8) -> None:
         self._cache: dict = {}
         self.keep = keep
 
@@ -126,7 +126,13 @@ def _gradients(x: Tensor) -> Tensor:
 
 
 def lk_flow(
-    cur: Tensor, prev: Tensor, levels: int = 4, iterations: int = 2, radius: int = 2, reg: float = 1e-4
+    cur: Tensor,
+    prev: Tensor,
+    levels: int = 4,
+    iterations: int = 2,
+    radius: int = 2,
+    reg: float = 1e-4,
+    grids: GridCache | None = None,
 ) -> Tensor:
     """Flow ``(N, 2, H, W)`` float32 of ``cur`` into ``prev`` (both ``(N, 1, H, W)`` gray in [0, 1]).
 
@@ -134,8 +140,10 @@ def lk_flow(
     ≈ cur(p)``. ``levels``: pyramid levels (each half the size; motions up to ~2^levels · radius / 2
     pixels); ``iterations`` per level; ``radius``: the window's box radius; ``reg``: added to the
     structure tensor's diagonal (squared gray units per pixel): windows with less texture than that
-    keep the coarser level's estimate.
+    keep the coarser level's estimate. ``grids``: a caller's :class:`GridCache` (the pyramid's base grids
+    are then built once per stream instead of once per call).
     """
+    grids = grids or GridCache()
     pyramid = [(cur.float(), prev.float())]
     for _ in range(levels - 1):
         c, p = pyramid[-1]
@@ -156,7 +164,7 @@ def lk_flow(
         s = box_filter(torch.cat([gx * gx, gy * gy, gx * gy], 1), radius)
         sxx, syy, sxy = s[:, :1] + reg, s[:, 1:2] + reg, s[:, 2:]
         inv = torch.cat([syy, sxx, -sxy, -sxy], 1) / (sxx * syy - sxy * sxy)  # G⁻¹ as (a, d, b, c)
-        base = normalised_grid(height, width, c.device)
+        base = grids(height, width, c.device)
         for _ in range(iterations):
             r = c - warp(p, flow, sampling_grid(flow, base))
             b = box_filter(g * r, radius)  # prev(p + flow + δ) ≈ prev(p + flow) + ∇·δ = cur(p): G δ = b

@@ -81,7 +81,7 @@ class MotionEstimator:
 
     def __call__(self, low: Tensor) -> Motion:
         """``low`` ``(B, 3, h, w)`` in [0, 1], the working-size frames of one batch → their :class:`Motion`."""
-        n, _, h, w = low.shape
+        h, w = low.shape[-2:]
         # gray first (both steps are linear): one plane to shrink instead of three; contiguous planes
         # throughout, as torch's CPU kernels are several times slower on channels-last or strided ones
         gray = downscale(rgb_to_gray(low.float()).contiguous(), fit_shape(h, w, max(FLOW_SIDE, min(h, w) // 2)))
@@ -100,7 +100,7 @@ class MotionEstimator:
         """Backward (t into t − 1) and forward (t − 1 into t) flows ``(B, 2, h, w)`` in pixels."""
         dis = self.method == "dis" or (self.method == "auto" and use_cpu_kernels(gray))
         if not dis:
-            both = lk_flow(torch.cat([gray, prev]), torch.cat([prev, gray]))
+            both = lk_flow(torch.cat([gray, prev]), torch.cat([prev, gray]), grids=self._grids)
             return both[: gray.shape[0]], both[gray.shape[0] :]
         if self._dis is None:
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
