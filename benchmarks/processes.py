@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-CLI = [sys.executable, "-c", "from streamdehaze.cli import main; main()"]
+CLI = [sys.executable, "-c", "from streamdehaze.cli import entry; entry()"]  # what the streamdehaze script runs
 
 
 def timed(command: list[str]) -> tuple[float, float]:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-CLI = [sys.executable, "-c", "from streamdehaze.cli import main; main()"]
+CLI = [sys.executable, "-c", "from streamdehaze.cli import entry; entry()"]  # what the streamdehaze script runs
 CASES = {
     "python -c pass": [sys.executable, "-c", "pass"],
     "python -c 'import torch'": [sys.executable, "-c", "import torch"],

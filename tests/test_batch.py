@@ -19,7 +19,7 @@ from streamdehaze.batch import MANIFEST_NAME, is_batch_source, plan_jobs, read_m
 from streamdehaze.batch.manifest import latest
 from streamdehaze.cli import main
 
-CLI = [sys.executable, "-c", "from streamdehaze.cli import main; main()"]
+CLI = [sys.executable, "-c", "from streamdehaze.cli import entry; entry()"]  # what the streamdehaze script runs
 FAST = ["--model", "dcp", "--batch", "4"]
 
 

@@ -25,7 +25,7 @@ from streamdehaze.cli import main
 from streamdehaze.nets.aecrnet import AECRNet
 from streamdehaze.weights import save_weights
 
-CLI = [sys.executable, "-c", "from streamdehaze.cli import main; main()"]
+CLI = [sys.executable, "-c", "from streamdehaze.cli import entry; entry()"]  # what the streamdehaze script runs
 
 
 def closed_port() -> int:
