@@ -11,6 +11,7 @@ import atexit
 import importlib
 import os
 import sys
+import threading
 
 import click
 from rich.markup import escape
@@ -84,7 +85,8 @@ def entry() -> None:
     Tearing down an interpreter that loaded torch, onnxruntime and OpenCV (their modules, objects and
     native libraries) takes about 0.6 s on a 2-core machine, 6% of the README's main job, and nothing
     is left to do by then: every command has closed its files and joined its threads when it returns.
-    So the exit handlers run and the process ends there (``os._exit``) with the command's exit code.
+    So the exit handlers run and the process ends there (``os._exit``) with the command's exit code;
+    should a thread that the normal exit would wait for still run, the normal exit is taken instead.
     Tests and callers that import :func:`main` keep the normal exit.
     """
     try:
@@ -92,7 +94,8 @@ def entry() -> None:
         code: int | str | None = 0
     except SystemExit as done:
         code = done.code
-    if "torch" not in sys.modules:  # --help, a usage error: the normal exit is quick
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if "torch" not in sys.modules or others:  # --help, a usage error (a quick exit anyway), or work left
         sys.exit(code)
     if not isinstance(code, int):  # sys.exit's rules: None is success, a message is printed and fails
         if code is not None:
