@@ -174,10 +174,14 @@ def command(
     Hazy and clear files pair by name: the same name, or the part before the first '_'
     (1400_3.png -> 1400.png). Give --hazy/--clear several times for several sets.
 
+    A video's frames are scored as stills (--transfer-fit wide); add --transfer-fit local to score
+    what `run` makes of them (its fit can crush a dark region that the stills' fit keeps).
+
     \b
     Examples:
       streamdehaze eval --hazy sots/dev/hazy --clear sots/dev/clear --model dcp
       streamdehaze eval --no-reference photos/ drive.mp4 --baseline dcp --sheet sheet.jpg
+      streamdehaze eval --no-reference drive.mp4 --transfer-fit local
     """
     if no_reference:
         if hazy or clear:
