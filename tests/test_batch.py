@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from children import default_sigint
+from children import communicate_or_dump, default_sigint, faulthandler_env
 from click.testing import CliRunner
 from media import make_clip, make_clip_with_track, make_images, read_index, read_video, track_packets
 
@@ -180,14 +180,18 @@ def test_subtitle_and_data_tracks_are_copied_or_reported(tmp_path):
 def test_ctrl_c_leaves_finished_files_and_the_manifest_consistent(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     clip_folder(src, frames=(12,) * 6, broken=False)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = faulthandler_env({**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     cmd = [*CLI, "run", str(src), "-o", str(out), *FAST]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as err_file:
+        proc = subprocess.Popen(
+            cmd, env=env, text=True, preexec_fn=default_sigint, stdout=subprocess.PIPE, stderr=err_file
+        )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not ((out / MANIFEST_NAME).exists() and manifest(out)):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=120)
+    stdout = communicate_or_dump(proc, 120, err)  # a hang fails with the child's stacks
     assert proc.returncode == 130, stdout
     assert "interrupted with" in stdout
     lines = manifest(out)
