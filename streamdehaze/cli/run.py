@@ -151,6 +151,7 @@ def command(
         import cv2  # noqa: F401 - before PyAV, or an OpenCV window hangs: see preview/window.check_display
     from ..api import build_pipeline
     from ..backends.select import describe_backend
+    from ..devices import device_name  # the GPU's model, or the CPU with its intra-op threads
 
     pipe = build_pipeline(
         source,
@@ -184,7 +185,8 @@ def command(
             detail += ", live"
         elif info.frame_count:
             detail += f", {info.frame_count} frames"
-        how = f"on {where(pipe.engine.device)} via {describe_backend(pipe.engine.model)}, batch {batch}, {precision}"
+        backend = describe_backend(pipe.engine.model)
+        how = f"on {device_name(pipe.engine.device)} via {backend}, batch {batch}, {precision}"
         console.print(
             f"dehazing {source} ({detail}) with {name} {how} → {output}",
             highlight=False,
@@ -210,15 +212,3 @@ def command(
             print_summary(console, pipe.stats, output)  # a lost live source: what was recorded is kept
         raise
     print_summary(console, pipe.stats, output)
-
-
-def where(device) -> str:
-    """``cuda:0``, or ``cpu (2 threads)``: torch's and onnxruntime's intra-op threads (their default, one
-    per core, measured against one thread on 2 cores in docs/performance.md; the decoder and the
-    encoder keep FFmpeg's own threading, which measured no slower than 1 or 2 encoder threads)."""
-    if device.type != "cpu":
-        return str(device)
-    import torch  # loaded by now
-
-    n = torch.get_num_threads()
-    return f"cpu ({n} thread{'' if n == 1 else 's'})"
