@@ -24,22 +24,17 @@ from .config import TrainConfig
 from .losses import CR_WEIGHTS
 
 
-def default_work_side(cfg: TrainConfig) -> int | None:
-    """The working size a checkpoint trained at a working size should run at: the middle of its
-    trained short-side range, rounded to a multiple of 8; None when it trained at native size."""
-    return trained_work_side(cfg.work_side)
-
-
 def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | None = None) -> dict[str, Any]:
     """What the weight file records about its training (plain types only).
 
     ``work_side``: the short side ``--work-size auto`` runs the network at (see
-    :func:`streamdehaze.work_size.default_work_size`); None = :func:`default_work_side`.
+    :func:`streamdehaze.work_size.default_work_size`); None: the middle of the trained range
+    (:func:`~streamdehaze.weights.trained_work_side`).
     """
     cfg = TrainConfig.from_dict(ckpt["config"])
     world = int(ckpt.get("world_size", 1))
     return {
-        "work_side": work_side or default_work_side(cfg),
+        "work_side": work_side or trained_work_side(cfg.work_side),
         "work_side_trained": list(cfg.work_side) if cfg.work_side[1] else None,
         "init": Path(cfg.init).name if cfg.init else None,
         "trained_with": "streamdehaze train",
