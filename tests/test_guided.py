@@ -189,3 +189,26 @@ def test_box_filter_fast_cpu_path_equals_the_differentiable_one(radius):
     slow = box_filter(x.clone().requires_grad_(), radius)
     assert slow.requires_grad  # the torch path: training's --fit-loss differentiates through it
     torch.testing.assert_close(box_filter(x, radius), slow.detach(), atol=1e-5, rtol=0)  # float32 rounding
+
+
+@pytest.mark.parametrize("radius", [1, 3, 40])
+@pytest.mark.parametrize("guide", [1, 3])
+def test_the_opencv_fit_equals_the_torch_fit_and_serves_both_gains_from_one_pass(radius, guide):
+    """The OpenCV fit (CPU, no gradients) does the torch code's arithmetic in its order: equal to the last
+    bit with the same box sums; both gains of one call equal the fits made one at a time."""
+    from streamdehaze.ops.cpu_kernels import affine_fits
+    from streamdehaze.ops.guided import _fit_affine_torch, fit_affine_gains
+
+    g = torch.Generator().manual_seed(radius + guide)
+    x = torch.rand(2, guide, 31, 45, generator=g) - 0.5
+    y = 0.8 * x.expand(-1, 3, -1, -1) + 0.1 * torch.rand(2, 3, 31, 45, generator=g) - 0.05
+    gains = (False, True) if guide == 3 else (False,)
+    fast, slow = affine_fits(x, y, radius, 1e-4, gains), _fit_affine_torch(x, y, radius, 1e-4, gains)
+    for (a, b), (a_ref, b_ref) in zip(fast, slow):
+        assert torch.equal(a, a_ref) and torch.equal(b, b_ref)
+    for shared, (a, b) in zip(gains, fit_affine_gains(x, y, radius, 1e-4, gains)):
+        a_one, b_one = fit_affine(x, y, radius, 1e-4, shared_gain=shared)
+        assert torch.equal(a, a_one) and torch.equal(b, b_one)
+    if guide == 3:  # the shared gain really is one gain, the per-channel fit not
+        (a_own, _), (a_shared, _) = fast
+        assert torch.equal(a_shared[:, 0], a_shared[:, 2]) and not torch.equal(a_own[:, 0], a_own[:, 2])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .cpu_kernels import box_sums, use_cpu_kernels
+from .cpu_kernels import affine_fits, box_sums, use_cpu_kernels
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -102,26 +102,51 @@ def fit_affine(
     ``b`` per channel: the scattering model's form, ``J = I / t + A (1 − 1/t)``, fitted with half
     the unknowns (``low_in`` must then have ``C`` channels).
     """
+    return fit_affine_gains(low_in, low_out, radius, eps, (shared_gain,))[0]
+
+
+def fit_affine_gains(
+    low_in: torch.Tensor, low_out: torch.Tensor, radius: int, eps: float, gains: tuple[bool, ...]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`fit_affine` once per entry of ``gains`` (its ``shared_gain``), from one pass of the
+    window statistics (the guard's tint rail wants both fits of the same data).
+
+    CPU tensors without gradients go through OpenCV (:func:`~.cpu_kernels.affine_fits`; same results to
+    float32 rounding).
+    """
     if low_in.shape[-2:] != low_out.shape[-2:] or low_in.shape[0] != low_out.shape[0]:
         raise ValueError(f"fit_affine: in {tuple(low_in.shape)} and out {tuple(low_out.shape)} differ in B, H or W")
     if low_in.shape[1] not in (1, low_out.shape[1]):
         raise ValueError(f"fit_affine: in has {low_in.shape[1]} channels; expected 1 or {low_out.shape[1]}")
     x = low_in.float() if low_in.dtype in _LOW_PRECISION else low_in
     y = low_out.to(x.dtype)
+    if x.dtype == torch.float32 and use_cpu_kernels(x) and use_cpu_kernels(y):
+        return affine_fits(x, y, radius, eps, gains)
+    return _fit_affine_torch(x, y, radius, eps, gains)
+
+
+def _fit_affine_torch(
+    x: torch.Tensor, y: torch.Tensor, radius: int, eps: float, gains: tuple[bool, ...]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`fit_affine_gains` in torch ops (any device, differentiable)."""
     ci, c = x.shape[1], y.shape[1]
     # one batched box filter for all four statistics
     stats = box_filter(torch.cat([x, y, x * x, x * y], 1), radius)
     mean_x, mean_y, mean_xx, mean_xy = torch.split(stats, [ci, c, ci, c], 1)
     var_x = (mean_xx - mean_x * mean_x).clamp_(min=0.0)  # cancellation can make it slightly negative
     cov_xy = mean_xy - mean_x * mean_y
-    if shared_gain:
-        if ci != c:
-            raise ValueError(f"fit_affine: a shared gain needs {c} input channels, got {ci}")
-        var_x, cov_xy = var_x.sum(1, keepdim=True), cov_xy.sum(1, keepdim=True)
-    a = (cov_xy / (var_x + eps)).expand(-1, c, -1, -1)
-    b = mean_y - a * mean_x
-    ab = box_filter(torch.cat([a, b], 1), radius)
-    return ab[:, :c], ab[:, c:]
+    fits = []
+    for shared_gain in gains:
+        var, cov = var_x, cov_xy
+        if shared_gain:
+            if ci != c:
+                raise ValueError(f"fit_affine: a shared gain needs {c} input channels, got {ci}")
+            var, cov = var_x.sum(1, keepdim=True), cov_xy.sum(1, keepdim=True)
+        a = (cov / (var + eps)).expand(-1, c, -1, -1)
+        b = mean_y - a * mean_x
+        ab = box_filter(torch.cat([a, b], 1), radius)
+        fits.append((ab[:, :c], ab[:, c:]))
+    return fits
 
 
 def apply_affine(a: torch.Tensor, b: torch.Tensor, full_in: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from ..choices import (  # noqa: F401 - re-exported: the presets live in choices
 )
 from ..errors import InputError
 from .guard import guard as guard_rails
-from .guided import apply_affine, fit_affine
+from .guided import apply_affine, fit_affine_gains
 
 Tensor = torch.Tensor
 
@@ -52,10 +52,16 @@ def fit_coefficients(
     Differentiable: ``train fit --fit-loss`` puts it behind the network, so training sees the
     result that inference delivers.
     """
+    return _centred_fits(low, y, radius, eps, (shared_gain,))[0]
+
+
+def _centred_fits(
+    low: Tensor, y: Tensor, radius: int | None, eps: float, gains: tuple[bool, ...]
+) -> list[tuple[Tensor, Tensor]]:
+    """:func:`fit_coefficients` once per entry of ``gains`` (its ``shared_gain``), from one pass of statistics."""
     r = radius if radius is not None else default_radius(*low.shape[-2:])
     mx, my = low.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
-    a, b = fit_affine(low - mx, y - my, r, eps, shared_gain)
-    return a, b + my - a * mx
+    return [(a, b + my - a * mx) for a, b in fit_affine_gains(low - mx, y - my, r, eps, gains)]
 
 
 def guarded_fit(
@@ -64,11 +70,13 @@ def guarded_fit(
     """:func:`fit_coefficients` then the guard rails of ``guard`` (:func:`streamdehaze.ops.guard.guard`).
 
     With ``guard`` ``on`` and a gain per channel, the tint is measured on a shared-gain fit of the
-    same result (:func:`~streamdehaze.ops.guard.limit_tint`'s ``reference``): one more fit at the working size.
+    same result (:func:`~streamdehaze.ops.guard.limit_tint`'s ``reference``), from the same window statistics.
     """
+    if guard == "on" and not shared_gain:
+        (a, b), reference = _centred_fits(low, y, radius, eps, (False, True))
+        return guard_rails(low, a, b, guard, reference=reference)
     a, b = fit_coefficients(low, y, radius, eps, shared_gain)
-    reference = fit_coefficients(low, y, radius, eps, True) if guard == "on" and not shared_gain else None
-    return guard_rails(low, a, b, guard, reference=reference)
+    return guard_rails(low, a, b, guard)
 
 
 def downscale(x: Tensor, size: tuple[int, int]) -> Tensor:
