@@ -111,8 +111,8 @@ def fit_affine_gains(
     """:func:`fit_affine` once per entry of ``gains`` (its ``shared_gain``), from one pass of the
     window statistics (the guard's tint rail wants both fits of the same data).
 
-    CPU tensors without gradients go through OpenCV (:func:`~.cpu_kernels.affine_fits`; same results to
-    float32 rounding).
+    CPU tensors without gradients go through OpenCV (:func:`~.cpu_kernels.affine_fits`: the same
+    results to the last bit).
     """
     if low_in.shape[-2:] != low_out.shape[-2:] or low_in.shape[0] != low_out.shape[0]:
         raise ValueError(f"fit_affine: in {tuple(low_in.shape)} and out {tuple(low_out.shape)} differ in B, H or W")
