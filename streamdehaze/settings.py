@@ -224,9 +224,9 @@ class TemporalGroup(Group):
         "per-pixel colour map (and the dark channel prior's airlight) averaged along the optical flow of "
         "the small working-size frames and applied to the current frame (no trails; holds under camera "
         "pans and zooms; real changes of the fog are followed at once); ema: the colour map averaged per "
-        "pixel where nothing moves; flow: ema plus averaging of the output along a finer optical flow (also "
-        "calms the noise dehazing amplifies; about 30% slower on a CPU); pixel: plain blending of output "
-        "frames (trails).",
+        "pixel where nothing moves; flow: motion plus averaging of the output along a finer optical flow (also "
+        "calms the noise dehazing amplifies: about half the flicker of off, but it can trail on fast pans, "
+        "and on a CPU it runs at about half the speed); pixel: plain blending of output frames (trails).",
         "choice", choices=TEMPORAL_MODES,
     )  # fmt: skip
     strength: float = setting(

@@ -224,6 +224,33 @@ def test_engine_smooths_in_the_transfer_hook_or_after_the_model():
         assert flicker(list(clip.hazy), list(out)).output < 0.7 * f_off
 
 
+def test_flow_applies_the_map_motion_smooths_along_the_motion_then_filters_the_output(monkeypatch):
+    """On the coefficient path ``flow`` is ``motion``'s map (not ``ema``'s) followed by the output filter:
+    with ``ema``'s map the filter trailed 2.0 dB on a synthetic pan, with ``motion``'s 1.3 (docs)."""
+    from streamdehaze.ops import cpu_kernels
+    from streamdehaze.pipeline.speed import SpeedSettings
+    from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine
+
+    # the device code (as on CUDA): on the CPU's uint8 path motion's frames would be shrunk from uint8
+    # and flow's from float, and their maps would differ by that rounding
+    monkeypatch.setattr(cpu_kernels, "CPU_KERNELS", False)
+    clip = moving_object_clip(n_frames=9, size=(96, 64), speed=(3.0, 1.0))
+    engines = {  # a model each: the same jitter, frame by frame
+        m: build_engine(SpeedSettings(work_size="32"), Dehazer(JitteryDCP(), "j"), "cpu", temporal=TemporalSettings(m))
+        for m in ("motion", "ema", "flow")
+    }
+    maps, outs = {m: [] for m in engines}, {m: [] for m in engines}
+    for i in range(0, 9, 3):  # batches of 3: the state carries over between them
+        for m, engine in engines.items():
+            outs[m].append(engine.process(clip.hazy[i : i + 3]))
+            maps[m].append(torch.cat(engine.last_coefficients, 1))
+    flow, motion, ema = (torch.cat(maps[m]) for m in ("flow", "motion", "ema"))
+    assert torch.equal(flow, motion)
+    assert float((flow - ema)[1:].abs().mean()) > 0.01  # the two maps do differ on this clip
+    # and the output filter acts after the map: flow's frames are not motion's
+    assert not np.array_equal(np.concatenate(outs["flow"])[3:], np.concatenate(outs["motion"])[3:])
+
+
 def test_temporal_control_switches_off_between_batches_and_restarts_clean():
     from streamdehaze.pipeline.speed import SpeedSettings
     from streamdehaze.pipeline.temporal_engine import TemporalSettings, build_engine

@@ -97,7 +97,9 @@ class Stages:
         config = self.settings.config() if self.settings is not None else TemporalConfig()
         self.hook_step, self.hook_reset = _hook_parts(coeff_hook)
         self.smoother = CoefficientSmoother(config) if mode in ("motion", "ema", "flow") and transfer.active else None
-        self.motion = MotionEstimator() if mode == "motion" and self.smoother is not None else None
+        # flow smooths the map along the motion too: with ema's map in place, its output filter trailed up to
+        # 2.0 dB on a pan, 1.3 with this one, at the same flicker (docs/performance.md, "Temporal smoothing")
+        self.motion = MotionEstimator() if mode in ("motion", "flow") and self.smoother is not None else None
         if self.settings is None:
             self.post: TemporalFilter | FlowSmoother | None = None
         elif self.smoother is not None:

@@ -50,7 +50,7 @@ class TemporalConfig:
     """Settings of the temporal smoothing.
 
     ``mode``: off | motion (coefficients along the motion: the default) | ema (coefficients, per
-    pixel) | flow (ema, then the output along the flow) | pixel.
+    pixel) | flow (motion, or ema for full-resolution outputs, then the output along the flow) | pixel.
     ``strength``: weight of the past in the moving averages, in [0, 1) (0 = off; 0.8 averages about
     the last 5 frames). ``motion``: gray input change (0–1, box-averaged over ``motion_radius``) at
     which the coefficients' past weight is halved; ``None`` disables this per-pixel adaptation.

@@ -41,7 +41,7 @@ class TemporalSettings(TemporalGroup):
         what = {
             "motion": "colour map averaged along the motion",
             "ema": "coefficient EMA",
-            "flow": "coefficient EMA + motion-compensated",
+            "flow": "colour map along the motion + output along the flow",
             "pixel": "pixel blending",
         }
         return f"temporal smoothing {self.mode} ({what[self.mode]}, strength {self.strength:g})"
