@@ -226,7 +226,7 @@ class TemporalGroup(Group):
         "pans and zooms; real changes of the fog are followed at once); ema: the colour map averaged per "
         "pixel where nothing moves; flow: motion plus averaging of the output along a finer optical flow (also "
         "calms the noise dehazing amplifies: about half the flicker of off, but it can trail on fast pans, "
-        "and on a CPU it runs at about half the speed); pixel: plain blending of output frames (trails).",
+        "and on a CPU it runs at about two thirds of the speed); pixel: plain blending of output frames (trails).",
         "choice", choices=TEMPORAL_MODES,
     )  # fmt: skip
     strength: float = setting(

@@ -362,3 +362,39 @@ def test_the_shipped_model_smooths_by_default_through_run(tmp_path):
     report = flicker_many(inputs, outs)
     # 0.79 measured; a no-op smoothing gives exactly 1
     assert report["default"].output < 0.85 * report["off"].output, (report["default"].output, report["off"].output)
+
+
+@pytest.mark.parametrize("size", [(360, 640, 270, 480), (37, 53, 11, 17), (64, 64, 64, 64)])
+def test_shrink_uint8_takes_the_windows_of_the_float_downscale(size):
+    from streamdehaze.pipeline.temporal import downscale
+    from streamdehaze.pipeline.temporal_flow import shrink_uint8
+
+    height, width, h, w = size
+    images = torch.randint(0, 256, (2, height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(h))
+    want = downscale(images.permute(0, 3, 1, 2).float() / 255, (h, w))
+    torch.testing.assert_close(shrink_uint8(images, (h, w)), want, atol=1e-6, rtol=0)
+
+
+def test_flow_filter_uint8_step_matches_the_float_step_on_a_pan():
+    """The CPU's uint8 step (OpenCV at full resolution) against the float step (torch) on the same frames
+    and flows, frame after frame with each its own state: the same output to within a level."""
+    from streamdehaze.pipeline.temporal_flow import FlowSmoother, flow_gray
+
+    clip = moving_object_clip(n_frames=8, size=(160, 96), speed=(4.0, 1.0))
+    model = Dehazer(JitteryDCP(), "jittery")
+    exact, fast = (
+        FlowSmoother(TemporalConfig(mode="flow", flow_size=48)),
+        FlowSmoother(TemporalConfig(mode="flow", flow_size=48)),
+    )
+    changed = 0.0
+    for image in clip.hazy:
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        out8 = (model(x) * 255).round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous()
+        (flow,) = exact.estimator.flows(flow_gray(x, 48).numpy())
+        flow = None if flow is None else torch.from_numpy(flow).permute(2, 0, 1)[None]
+        want = exact.step(x, out8.permute(2, 0, 1)[None].float() / 255, None, flow)
+        got = fast.step_uint8(torch.from_numpy(image), out8, None, flow)
+        diff = (got.permute(2, 0, 1)[None].float() - (want * 255).round()).abs()
+        assert float(diff.max()) <= 2 and float(diff.mean()) < 0.05
+        changed = max(changed, float((got.float() - out8.float()).abs().mean()))
+    assert changed > 0.5  # the filter did blend: the comparison is not of two unfiltered frames

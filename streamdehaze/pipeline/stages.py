@@ -41,7 +41,7 @@ from .keyframes import CoefficientBank, KeyframeScheduler, Plan, bank_indices, d
 from .temporal import CoefficientSmoother, TemporalConfig
 from .temporal_dcp import AirlightSmoother
 from .temporal_filter import TemporalFilter
-from .temporal_flow import FlowSmoother, flow_gray
+from .temporal_flow import FlowSmoother, flow_gray, flow_gray_uint8
 from .temporal_motion import Motion, MotionEstimator
 from .transfer import GuidedTransfer
 
@@ -165,14 +165,21 @@ class Stages:
 
     def takes_uint8(self, images: Tensor) -> bool:
         """Whether a batch of uint8 ``images`` ``(B, H, W, 3)`` goes from them to uint8 frames without the
-        full-size float frames: on the CPU, on the coefficient path, when no pixel filter follows."""
+        full-size float frames: on the CPU, on the coefficient path, when no pixel filter follows but
+        ``flow``'s at full strength (its uint8 step, :meth:`~.temporal_flow.FlowSmoother.step_uint8`)."""
         return (
             use_cpu_kernels(images)
             and images.dtype == torch.uint8
             and images.ndim == 4
             and self._coefficient_path(*images.shape[1:3])
-            and not (self.post is not None and self.temporal)
+            and self._uint8_post()
         )
+
+    def _uint8_post(self) -> bool:
+        """Whether the pixel filter that follows, if any, has a uint8 step (``flow`` at strength 1, whose
+        strength blend after the filter is then the identity)."""
+        post = self.post if self.temporal else None
+        return post is None or (isinstance(post, FlowSmoother) and self.strength == 1.0)
 
     def prepare(self, x: Tensor | None, images: Tensor | None = None) -> Prepared:
         """``x`` ``(B, 3, H, W)`` float in [0, 1] → the batch's working-size frames, state and host copies.
@@ -192,8 +199,10 @@ class Stages:
             state = self.state_pass(low if low is not None else x) if self.uses_state else None
             wants_cuts = self.transfer.keyframe_interval > 1 or self.hook_reset is not None
             cuts = Download(state.cut) if state is not None and wants_cuts else None
-            flow_on = self.flow is not None and self.temporal and x is not None  # (takes_uint8: no flow filter)
-            grays = Download(flow_gray(x, self.flow.config.flow_size)) if flow_on else None
+            grays = None
+            if self.flow is not None and self.temporal:
+                flow_size = self.flow.config.flow_size
+                grays = Download(flow_gray(x, flow_size) if x is not None else flow_gray_uint8(images, flow_size))
             motion = self.motion(low) if self.motion is not None and self.temporal and coefficients else None
         return Prepared(n, coefficients, low, state, cuts, grays, motion=motion)
 
@@ -236,10 +245,14 @@ class Stages:
     def finish_uint8(self, images: Tensor, p: Prepared) -> Tensor | None:
         """:meth:`finish` straight into uint8 ``(B, H, W, 3)`` from the decoded ``images`` on the CPU,
         where the batch ends with the transfer's apply (:mod:`~streamdehaze.ops.cpu_kernels`); None elsewhere."""
-        if not use_cpu_kernels(images) or not p.coefficients or (self.post is not None and self.temporal):
+        if not use_cpu_kernels(images) or not p.coefficients or not self._uint8_post():
             return None
         with torch.autocast("cpu", enabled=False):
-            return apply_affine_uint8(*self._coefficients(p, apply_strength=True), images)
+            y = apply_affine_uint8(*self._coefficients(p, apply_strength=True), images)
+            if self.post is None or not self.temporal:
+                return y
+            flows = p.flows or [None] * p.n
+            return torch.stack([self.post.step_uint8(images[i], y[i], p.state.cut[i], flows[i]) for i in range(p.n)])
 
     def _airlight_on(self) -> bool:
         return self.airlight is not None and self.temporal

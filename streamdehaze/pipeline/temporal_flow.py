@@ -34,6 +34,35 @@ def flow_gray(x: torch.Tensor, flow_size: int) -> torch.Tensor:
     return rgb_to_gray(low)[:, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def flow_gray_uint8(images: torch.Tensor, flow_size: int) -> torch.Tensor:
+    """:func:`flow_gray` of uint8 ``(B, H, W, 3)`` CPU frames (the CPU's uint8 path)."""
+    low = shrink_uint8(images, fit_shape(*images.shape[1:3], flow_size))
+    return rgb_to_gray(low)[:, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def shrink_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` CPU frames → ``(B, 3, h, w)`` float in [0, 1] over the windows of
+    :func:`~.temporal.downscale` (torch's adaptive average pooling: rows ``⌊i·H/h⌋`` to ``⌈(i+1)·H/h⌉``),
+    from the frames' integral images. The flow filter's weights follow how its small frames were made:
+    OpenCV's ``INTER_AREA`` (fractional windows) moved a pan's flicker by 0.09× of ``off`` (docs)."""
+    h, w = size
+    height, width = images.shape[1:3]
+    rows, cols = _windows(height, h), _windows(width, w)
+    count = ((rows[1] - rows[0])[:, None] * (cols[1] - cols[0])[None, :]).astype(np.float32)[..., None] * 255.0
+    out = np.empty((images.shape[0], h, w, 3), np.float32)
+    for k, image in enumerate(images.numpy()):
+        s = cv2.integral(image)  # (H + 1, W + 1, 3) int32 sums: exact
+        band = np.take(s, rows[1], axis=0) - np.take(s, rows[0], axis=0)  # whole rows first, then columns
+        np.divide(np.take(band, cols[1], axis=1) - np.take(band, cols[0], axis=1), count, out=out[k])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _windows(length: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of the ``n`` adaptive-pooling windows over ``length`` samples."""
+    i = np.arange(n)
+    return (i * length) // n, -((-(i + 1) * length) // n)
+
+
 class FlowEstimator:
     """The host half: OpenCV DIS flow of each gray frame to the previous one. State: the previous frame."""
 
@@ -95,6 +124,7 @@ class FlowSmoother:
         self.config = (config or TemporalConfig(mode="flow")).check()
         self.estimator = FlowEstimator()
         self._grids_low, self._grids_full = GridCache(), GridCache()
+        self._base: tuple | None = None  # the uint8 step's pixel grid: (size, x, y)
         self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
@@ -163,3 +193,53 @@ class FlowSmoother:
                 out = torch.lerp(y, warped, w)
         self._prev = (gray, out)
         return out
+
+    def step_uint8(
+        self, image: torch.Tensor, out8: torch.Tensor, cut: torch.Tensor | None, flow: torch.Tensor | None
+    ) -> torch.Tensor:
+        """:meth:`step` for one CPU frame on the uint8 path: the decoded ``image`` and its dehazed ``out8``,
+        ``(H, W, 3)`` uint8 → the filtered ``(H, W, 3)`` uint8.
+
+        The weights are made at the flow's size as in :meth:`step`, from both frames shrunk with its windows
+        (:func:`shrink_uint8`);
+        the full-resolution work (upsampling the flow and the weights, warping the previous output,
+        blending) is OpenCV's on interleaved frames, where torch's float path costs several times as much.
+        The state is the same as :meth:`step`'s (the previous output as ``(1, 3, H, W)`` float in [0, 1]),
+        so the two may follow each other.
+        """
+        c = self.config
+        height, width = image.shape[:2]
+        size = fit_shape(height, width, c.flow_size)
+        low_in, low_out = shrink_uint8(image[None], size), shrink_uint8(out8[None], size)
+        gray = rgb_to_gray(low_in)
+        y = out8.numpy().astype(np.float32) * np.float32(1 / 255)
+        out, prev = y, self._prev
+        same = prev is not None and prev[0].shape == gray.shape and prev[1].shape[-2:] == (height, width)
+        if flow is not None and same:
+            if c.strength > 0:
+                a, _ = fit_affine(low_in, low_out, 2, c.eps)
+                w = self.weight(gray, prev[0], flow, a.abs().mean(1, keepdim=True).clamp_(min=1.0))
+                if cut is not None and bool(cut):
+                    w = torch.zeros_like(w)
+                past = prev[1][0].permute(1, 2, 0).numpy()  # (H, W, 3): a view when this step made the state
+                full = cv2.resize(w[0, 0].numpy(), (width, height), interpolation=cv2.INTER_LINEAR)
+                map_x, map_y = self._maps(flow[0].numpy(), height, width)
+                warped = cv2.remap(np.ascontiguousarray(past), map_x, map_y, cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+                out = y + full[..., None] * (warped - y)
+        # the state as (1, 3, H, W), a view of the interleaved frame: no copy here or in the next step
+        self._prev = (gray, torch.from_numpy(np.ascontiguousarray(out, np.float32)).permute(2, 0, 1)[None])
+        return torch.from_numpy(cv2.convertScaleAbs(out, alpha=255.0))
+
+    def _maps(self, flow: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """``cv2.remap``'s maps at ``height × width`` for a ``(2, h, w)`` flow in the flow's pixels (as
+        :func:`warp_backward`: the offsets scaled to full-resolution pixels, upsampled bilinearly)."""
+        h, w = flow.shape[-2:]
+        key = (height, width)
+        if self._base is None or self._base[0] != key:
+            gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+            self._base = (key, gx, gy)
+        _, gx, gy = self._base
+        fx = cv2.resize(flow[0], (width, height), interpolation=cv2.INTER_LINEAR)
+        fy = cv2.resize(flow[1], (width, height), interpolation=cv2.INTER_LINEAR)
+        return gx + fx * np.float32(width / w), gy + fy * np.float32(height / h)
