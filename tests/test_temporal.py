@@ -366,8 +366,8 @@ def test_the_shipped_model_smooths_by_default_through_run(tmp_path):
 
 @pytest.mark.parametrize("size", [(360, 640, 270, 480), (37, 53, 11, 17), (64, 64, 64, 64)])
 def test_shrink_uint8_takes_the_windows_of_the_float_downscale(size):
+    from streamdehaze.ops.cpu_kernels import shrink_uint8
     from streamdehaze.pipeline.temporal import downscale
-    from streamdehaze.pipeline.temporal_flow import shrink_uint8
 
     height, width, h, w = size
     images = torch.randint(0, 256, (2, height, width, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(h))

@@ -1,6 +1,7 @@
 """OpenCV kernels for CPU tensors, where they beat torch's: the transfer's apply straight into 8-bit
-frames, the box sums, and the affine fit at the working size. They read the tensors on the host,
-so they run only for CPU tensors (:func:`use_cpu_kernels`); CUDA keeps the torch code, which never waits on the host.
+frames, the box sums, the affine fit at the working size, and the flow filter's shrink. They read the
+tensors on the host, so they run only for CPU tensors (:func:`use_cpu_kernels`); CUDA keeps the torch
+code, which never waits on the host.
 ``CPU_KERNELS = False`` turns them off (the engine's host-read check turns them off to check the
 device code on the CPU).
 
@@ -56,8 +57,10 @@ def affine_fits(x: Tensor, y: Tensor, radius: int, eps: float, gains: tuple[bool
     """
     n, ci, h, w = x.shape
     c = y.shape[1]
+    if any(gains) and ci != c:
+        raise ValueError(f"fit_affine: a shared gain needs {c} input channels, got {ci}")
     xs, ys = x.float().contiguous().numpy(), y.float().contiguous().numpy()
-    counts = _window_counts(h, radius)[:, None] * _window_counts(w, radius)[None, :]
+    counts = (window_counts(h, radius)[:, None] * window_counts(w, radius)[None, :]).numpy()
     size = (2 * radius + 1, 2 * radius + 1)
 
     def mean(plane: np.ndarray) -> np.ndarray:
@@ -75,8 +78,6 @@ def affine_fits(x: Tensor, y: Tensor, radius: int, eps: float, gains: tuple[bool
         cov = [mean(xs[i, k] * ys[i, j]) - mean_x[k] * mean_y[j] for j, k in enumerate(guide)]
         for shared, (a_out, b_out) in zip(gains, out):
             if shared:
-                if ci != c:
-                    raise ValueError(f"fit_affine: a shared gain needs {c} input channels, got {ci}")
                 gain = _channel_sum(cov) / (_channel_sum(var) + eps32)
                 a_box = mean(gain)
                 for j in range(c):
@@ -90,10 +91,12 @@ def affine_fits(x: Tensor, y: Tensor, radius: int, eps: float, gains: tuple[bool
     return [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in out]
 
 
-def _window_counts(n: int, radius: int) -> np.ndarray:
-    """How many samples each window of length ``2 * radius + 1`` clipped to ``[0, n)`` holds (float32)."""
-    idx = np.arange(n)
-    return (np.minimum(idx + radius + 1, n) - np.maximum(idx - radius, 0)).astype(np.float32)
+def window_counts(
+    n: int, radius: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """How many samples each window of length ``2 * radius + 1`` clipped to ``[0, n)`` holds, shape ``(n,)``."""
+    idx = torch.arange(n, device=device)
+    return ((idx + radius + 1).clamp(max=n) - (idx - radius).clamp(min=0)).to(dtype)
 
 
 def _channel_sum(planes: list[np.ndarray]) -> np.ndarray:
@@ -102,6 +105,29 @@ def _channel_sum(planes: list[np.ndarray]) -> np.ndarray:
     for plane in planes[1:]:
         total += plane
     return total
+
+
+def shrink_uint8(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """uint8 ``(B, H, W, 3)`` frames → ``(B, 3, h, w)`` float in [0, 1] over the windows of torch's adaptive
+    average pooling (``F.interpolate(mode="area")``: rows ``⌊i·H/h⌋`` to ``⌈(i+1)·H/h⌉``), from the frames'
+    integral images. The flow filter's weights follow how its small frames were made: OpenCV's
+    ``INTER_AREA`` (fractional windows) moved a pan's flicker by 0.09× of ``off`` (docs/performance.md)."""
+    h, w = size
+    height, width = images.shape[1:3]
+    rows, cols = _pooling_windows(height, h), _pooling_windows(width, w)
+    count = ((rows[1] - rows[0])[:, None] * (cols[1] - cols[0])[None, :]).astype(np.float32)[..., None] * 255.0
+    out = np.empty((images.shape[0], h, w, 3), np.float32)
+    for k, image in enumerate(images.numpy()):
+        s = cv2.integral(image)  # (H + 1, W + 1, 3) int32 sums: exact
+        band = np.take(s, rows[1], axis=0) - np.take(s, rows[0], axis=0)  # whole rows first, then columns
+        np.divide(np.take(band, cols[1], axis=1) - np.take(band, cols[0], axis=1), count, out=out[k])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _pooling_windows(length: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of the ``n`` adaptive-pooling windows over ``length`` samples."""
+    i = np.arange(n)
+    return (i * length) // n, -((-(i + 1) * length) // n)
 
 
 def apply_affine_uint8(a: Tensor, b: Tensor, images: Tensor) -> Tensor:

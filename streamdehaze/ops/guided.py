@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .cpu_kernels import affine_fits, box_sums, use_cpu_kernels
+from .cpu_kernels import affine_fits, box_sums, use_cpu_kernels, window_counts
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -59,12 +59,6 @@ def _box_sum_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     return out
 
 
-def _window_counts(n: int, radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """How many samples each clipped window of length ``2 * radius + 1`` holds, shape ``(n,)``."""
-    idx = torch.arange(n, device=device)
-    return ((idx + radius + 1).clamp(max=n) - (idx - radius).clamp(min=0)).to(dtype)
-
-
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over a ``(2r+1) × (2r+1)`` window of ``(B, C, H, W)`` → ``(B, C, H, W)``, same dtype.
 
@@ -82,8 +76,8 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
         s = box_sums(work, radius)
     else:
         s = _box_sum_1d(_box_sum_1d(work, radius, -2), radius, -1)
-    ch = _window_counts(h, radius, work.device, work.dtype)
-    cw = _window_counts(w, radius, work.device, work.dtype)
+    ch = window_counts(h, radius, work.device, work.dtype)
+    cw = window_counts(w, radius, work.device, work.dtype)
     return (s / (ch[:, None] * cw[None, :])).to(orig)
 
 

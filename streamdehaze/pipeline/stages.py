@@ -31,17 +31,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..ops.cpu_kernels import apply_affine_uint8, use_cpu_kernels
+from ..ops.cpu_kernels import apply_affine_uint8, shrink_uint8, use_cpu_kernels
 from ..ops.guided import apply_affine
 from ..ops.transfer_fit import blend, downscale, downscale_uint8, strengthen
 from .core import Core
 from .frame_state import FrameState, StatePass
 from .host import Download, upload
 from .keyframes import CoefficientBank, KeyframeScheduler, Plan, bank_indices, device_index, keyframe_indices
-from .temporal import CoefficientSmoother, TemporalConfig
+from .temporal import CoefficientSmoother, TemporalConfig, fit_shape
 from .temporal_dcp import AirlightSmoother
 from .temporal_filter import TemporalFilter
-from .temporal_flow import FlowSmoother, flow_gray, flow_gray_uint8
+from .temporal_flow import FlowSmoother, flow_gray, gray_uint8
 from .temporal_motion import Motion, MotionEstimator
 from .transfer import GuidedTransfer
 
@@ -65,6 +65,7 @@ class Prepared:
     resets: np.ndarray | None = None  # host copy of the flags, for a caller's hook
     flows: list[Tensor | None] = field(default_factory=list)
     motion: Motion | None = None  # the working-size motion, for motion-compensated smoothing
+    small: Tensor | None = None  # (B, 3, h, w) the uint8 frames shrunk to the flow's size (flow's uint8 step)
 
     def ready(self) -> bool:
         """Whether the host step would run without waiting (the small copies have landed)."""
@@ -199,12 +200,16 @@ class Stages:
             state = self.state_pass(low if low is not None else x) if self.uses_state else None
             wants_cuts = self.transfer.keyframe_interval > 1 or self.hook_reset is not None
             cuts = Download(state.cut) if state is not None and wants_cuts else None
-            grays = None
+            grays = small = None
             if self.flow is not None and self.temporal:
                 flow_size = self.flow.config.flow_size
-                grays = Download(flow_gray(x, flow_size) if x is not None else flow_gray_uint8(images, flow_size))
+                if x is not None:
+                    grays = Download(flow_gray(x, flow_size))
+                else:  # the uint8 path: the shrunk frames serve the flow and the filter's weights
+                    small = shrink_uint8(images, fit_shape(height, width, flow_size))
+                    grays = Download(gray_uint8(small))
             motion = self.motion(low) if self.motion is not None and self.temporal and coefficients else None
-        return Prepared(n, coefficients, low, state, cuts, grays, motion=motion)
+        return Prepared(n, coefficients, low, state, cuts, grays, motion=motion, small=small)
 
     # ---------------------------------------------------------------- 2. host: decide
 
@@ -252,7 +257,9 @@ class Stages:
             if self.post is None or not self.temporal:
                 return y
             flows = p.flows or [None] * p.n
-            return torch.stack([self.post.step_uint8(images[i], y[i], p.state.cut[i], flows[i]) for i in range(p.n)])
+            small = [None] * p.n if p.small is None else [p.small[i : i + 1] for i in range(p.n)]
+            step = self.post.step_uint8
+            return torch.stack([step(images[i], y[i], p.state.cut[i], flows[i], small[i]) for i in range(p.n)])
 
     def _airlight_on(self) -> bool:
         return self.airlight is not None and self.temporal

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ops.cpu_kernels import shrink_uint8
 from ..ops.flow import GridCache
 from ..ops.guided import box_filter, fit_affine, rgb_to_gray
 from .temporal import TemporalConfig, downscale, fit_shape
@@ -30,37 +31,12 @@ from .temporal import TemporalConfig, downscale, fit_shape
 
 def flow_gray(x: torch.Tensor, flow_size: int) -> torch.Tensor:
     """``(B, 3, H, W)`` in [0, 1] → ``(B, h, w)`` uint8 gray at short side ``flow_size``, on ``x``'s device."""
-    low = downscale(x.float(), fit_shape(*x.shape[-2:], flow_size))
+    return gray_uint8(downscale(x.float(), fit_shape(*x.shape[-2:], flow_size)))
+
+
+def gray_uint8(low: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, h, w)`` in [0, 1] → ``(B, h, w)`` uint8 gray, what :class:`FlowEstimator` takes."""
     return rgb_to_gray(low)[:, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-
-
-def flow_gray_uint8(images: torch.Tensor, flow_size: int) -> torch.Tensor:
-    """:func:`flow_gray` of uint8 ``(B, H, W, 3)`` CPU frames (the CPU's uint8 path)."""
-    low = shrink_uint8(images, fit_shape(*images.shape[1:3], flow_size))
-    return rgb_to_gray(low)[:, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-
-
-def shrink_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` CPU frames → ``(B, 3, h, w)`` float in [0, 1] over the windows of
-    :func:`~.temporal.downscale` (torch's adaptive average pooling: rows ``⌊i·H/h⌋`` to ``⌈(i+1)·H/h⌉``),
-    from the frames' integral images. The flow filter's weights follow how its small frames were made:
-    OpenCV's ``INTER_AREA`` (fractional windows) moved a pan's flicker by 0.09× of ``off`` (docs)."""
-    h, w = size
-    height, width = images.shape[1:3]
-    rows, cols = _windows(height, h), _windows(width, w)
-    count = ((rows[1] - rows[0])[:, None] * (cols[1] - cols[0])[None, :]).astype(np.float32)[..., None] * 255.0
-    out = np.empty((images.shape[0], h, w, 3), np.float32)
-    for k, image in enumerate(images.numpy()):
-        s = cv2.integral(image)  # (H + 1, W + 1, 3) int32 sums: exact
-        band = np.take(s, rows[1], axis=0) - np.take(s, rows[0], axis=0)  # whole rows first, then columns
-        np.divide(np.take(band, cols[1], axis=1) - np.take(band, cols[0], axis=1), count, out=out[k])
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-
-
-def _windows(length: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end of the ``n`` adaptive-pooling windows over ``length`` samples."""
-    i = np.arange(n)
-    return (i * length) // n, -((-(i + 1) * length) // n)
 
 
 class FlowEstimator:
@@ -160,6 +136,20 @@ class FlowSmoother:
         d = box_filter((gray - warped).abs(), 1) * gain
         return c.strength * torch.exp2(-((d / c.gate) ** 2)) * inside
 
+    def _past_weight(
+        self,
+        low_in: torch.Tensor,
+        low_out: torch.Tensor,
+        gray: torch.Tensor,
+        prev_gray: torch.Tensor,
+        flow: torch.Tensor,
+        cut: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """:meth:`weight` at the flow's size, with the gain of the frame's own map, 0 at a cut (no host read)."""
+        a, _ = fit_affine(low_in, low_out, 2, self.config.eps)
+        w = self.weight(gray, prev_gray, flow, a.abs().mean(1, keepdim=True).clamp_(min=1.0))
+        return w if cut is None else torch.where(cut, torch.zeros_like(w), w)
+
     def step(
         self,
         x: torch.Tensor,
@@ -182,10 +172,7 @@ class FlowSmoother:
         prev, out = self._prev, y
         if flow is not None and prev is not None and prev[0].shape == gray.shape and prev[1].shape == y.shape:
             if c.strength > 0:
-                a, _ = fit_affine(low_in, low_out, 2, c.eps)
-                w = self.weight(gray, prev[0], flow, a.abs().mean(1, keepdim=True).clamp_(min=1.0))
-                if cut is not None:
-                    w = torch.where(cut, torch.zeros_like(w), w)
+                w = self._past_weight(low_in, low_out, gray, prev[0], flow, cut)
                 if w.shape[-2:] != y.shape[-2:]:
                     w = F.interpolate(w, size=y.shape[-2:], mode="bilinear", align_corners=False)
                 # the weight already holds the low-resolution "inside" mask: no full-resolution one needed
@@ -195,7 +182,12 @@ class FlowSmoother:
         return out
 
     def step_uint8(
-        self, image: torch.Tensor, out8: torch.Tensor, cut: torch.Tensor | None, flow: torch.Tensor | None
+        self,
+        image: torch.Tensor,
+        out8: torch.Tensor,
+        cut: torch.Tensor | None,
+        flow: torch.Tensor | None,
+        low_in: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """:meth:`step` for one CPU frame on the uint8 path: the decoded ``image`` and its dehazed ``out8``,
         ``(H, W, 3)`` uint8 → the filtered ``(H, W, 3)`` uint8.
@@ -205,22 +197,21 @@ class FlowSmoother:
         the full-resolution work (upsampling the flow and the weights, warping the previous output,
         blending) is OpenCV's on interleaved frames, where torch's float path costs several times as much.
         The state is the same as :meth:`step`'s (the previous output as ``(1, 3, H, W)`` float in [0, 1]),
-        so the two may follow each other.
+        so the two may follow each other. ``low_in``: ``image`` already shrunk to the flow's size (the
+        engine made it for the flow's gray frames), ``(1, 3, h, w)``.
         """
         c = self.config
         height, width = image.shape[:2]
         size = fit_shape(height, width, c.flow_size)
-        low_in, low_out = shrink_uint8(image[None], size), shrink_uint8(out8[None], size)
+        low_in = shrink_uint8(image[None], size) if low_in is None else low_in
+        low_out = shrink_uint8(out8[None], size)
         gray = rgb_to_gray(low_in)
         y = out8.numpy().astype(np.float32) * np.float32(1 / 255)
         out, prev = y, self._prev
         same = prev is not None and prev[0].shape == gray.shape and prev[1].shape[-2:] == (height, width)
         if flow is not None and same:
             if c.strength > 0:
-                a, _ = fit_affine(low_in, low_out, 2, c.eps)
-                w = self.weight(gray, prev[0], flow, a.abs().mean(1, keepdim=True).clamp_(min=1.0))
-                if cut is not None and bool(cut):
-                    w = torch.zeros_like(w)
+                w = self._past_weight(low_in, low_out, gray, prev[0], flow, cut)
                 past = prev[1][0].permute(1, 2, 0).numpy()  # (H, W, 3): a view when this step made the state
                 full = cv2.resize(w[0, 0].numpy(), (width, height), interpolation=cv2.INTER_LINEAR)
                 map_x, map_y = self._maps(flow[0].numpy(), height, width)
