@@ -398,3 +398,32 @@ def test_flow_filter_uint8_step_matches_the_float_step_on_a_pan():
         assert float(diff.max()) <= 2 and float(diff.mean()) < 0.05
         changed = max(changed, float((got.float() - out8.float()).abs().mean()))
     assert changed > 0.5  # the filter did blend: the comparison is not of two unfiltered frames
+
+
+@pytest.mark.parametrize("uint8", [False, True])
+def test_flow_filter_leaves_no_lagging_level_yet_averages_noise(uint8):
+    """A still, textured input (zero flow, the past fully trusted) whose output steps from level 100 to 140:
+    the previous level must not linger (the warped past is clamped to the current output's 3×3 range; a plain
+    blend at strength 0.8 gave 108). Where the new output only adds noise around the old one, the filter still
+    pulls it toward the past."""
+    from streamdehaze.pipeline.temporal_flow import FlowSmoother, flow_gray
+
+    image = (scene(3, 48, 64)[0].permute(1, 2, 0) * 255).round().to(torch.uint8)
+    x = image.permute(2, 0, 1)[None].float() / 255
+    noise = torch.randint(-6, 7, (48, 64, 3), generator=torch.Generator().manual_seed(1))
+    flat = torch.full((48, 64, 3), 100, dtype=torch.int64)
+    frames = [flat, flat + 40, flat + 40 + noise]  # a step of the level, then noise about the new level
+    smoother = FlowSmoother(TemporalConfig(mode="flow", flow_size=48, strength=0.8))
+    outs = []
+    for out in frames:
+        out8 = out.clamp(0, 255).to(torch.uint8)
+        (flow,) = smoother.estimator.flows(flow_gray(x, 48).numpy())
+        flow = None if flow is None else torch.from_numpy(flow).permute(2, 0, 1)[None]
+        if uint8:
+            got = smoother.step_uint8(image, out8, None, flow).float()
+        else:
+            got = smoother.step(x, out8.permute(2, 0, 1)[None].float() / 255, None, flow)[0].permute(1, 2, 0) * 255
+        outs.append(got)
+    assert float((outs[1] - 140).abs().max()) < 0.51  # the step passes whole: no trail of level 100
+    spread = lambda t: float((t - 140).abs().mean())  # noqa: E731
+    assert spread(outs[2]) < 0.6 * spread(frames[2].float())  # the noise is still averaged with the past
