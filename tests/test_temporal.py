@@ -377,17 +377,15 @@ def test_shrink_uint8_takes_the_windows_of_the_float_downscale(size):
 
 def test_flow_filter_uint8_step_matches_the_float_step_on_a_pan():
     """The CPU's uint8 step (OpenCV at full resolution) against the float step (torch) on the same frames
-    and flows, frame after frame with each its own state: the same output to within a level."""
+    and flows, frame after frame with each its own state: the same output to within two levels (the uint8 step
+    keeps its state rounded to 8 bits, so a quarter of a level apart on average), also when they alternate."""
     from streamdehaze.pipeline.temporal_flow import FlowSmoother, flow_gray
 
     clip = moving_object_clip(n_frames=8, size=(160, 96), speed=(4.0, 1.0))
     model = Dehazer(JitteryDCP(), "jittery")
-    exact, fast = (
-        FlowSmoother(TemporalConfig(mode="flow", flow_size=48)),
-        FlowSmoother(TemporalConfig(mode="flow", flow_size=48)),
-    )
+    exact, fast, mixed = (FlowSmoother(TemporalConfig(mode="flow", flow_size=48)) for _ in range(3))
     changed = 0.0
-    for image in clip.hazy:
+    for k, image in enumerate(clip.hazy):
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
         out8 = (model(x) * 255).round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous()
         (flow,) = exact.estimator.flows(flow_gray(x, 48).numpy())
@@ -395,8 +393,14 @@ def test_flow_filter_uint8_step_matches_the_float_step_on_a_pan():
         want = exact.step(x, out8.permute(2, 0, 1)[None].float() / 255, None, flow)
         got = fast.step_uint8(torch.from_numpy(image), out8, None, flow)
         diff = (got.permute(2, 0, 1)[None].float() - (want * 255).round()).abs()
-        assert float(diff.max()) <= 2 and float(diff.mean()) < 0.05
+        assert float(diff.max()) <= 2 and float(diff.mean()) < 0.3
         changed = max(changed, float((got.float() - out8.float()).abs().mean()))
+        # the two steps share their state: a stream may switch between them (the strength changes while running)
+        if k % 2:
+            either = mixed.step(x, out8.permute(2, 0, 1)[None].float() / 255, None, flow)[0].permute(1, 2, 0) * 255
+        else:
+            either = mixed.step_uint8(torch.from_numpy(image), out8, None, flow).float()
+        assert float((either.round() - (want[0].permute(1, 2, 0) * 255).round()).abs().max()) <= 2
     assert changed > 0.5  # the filter did blend: the comparison is not of two unfiltered frames
 
 

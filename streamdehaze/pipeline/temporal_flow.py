@@ -104,12 +104,8 @@ _NEIGHBOURHOOD = np.ones((3, 3), np.uint8)
 
 
 def clamp_to_neighbourhood_uint8(past: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """:func:`clamp_to_neighbourhood` for an interleaved float ``past`` ``(H, W, 3)`` in [0, 1] and the uint8
-    ``current`` ``(H, W, 3)`` it is blended with (its range read as ``current / 255``)."""
-    scale = np.float32(1 / 255)
-    low = cv2.erode(current, _NEIGHBOURHOOD).astype(np.float32) * scale
-    high = cv2.dilate(current, _NEIGHBOURHOOD).astype(np.float32) * scale
-    return np.minimum(np.maximum(past, low, out=low), high, out=high)
+    """:func:`clamp_to_neighbourhood` for interleaved uint8 frames ``(H, W, 3)``."""
+    return cv2.min(cv2.max(past, cv2.erode(current, _NEIGHBOURHOOD)), cv2.dilate(current, _NEIGHBOURHOOD))
 
 
 class FlowSmoother:
@@ -195,16 +191,38 @@ class FlowSmoother:
         low_in, low_out = low if low is not None else (downscale(x.float(), size), downscale(y, size))
         gray = rgb_to_gray(low_in)
         prev, out = self._prev, y
-        if flow is not None and prev is not None and prev[0].shape == gray.shape and prev[1].shape == y.shape:
+        if flow is not None and self._follows(gray, y.shape[-2:]):
             if c.strength > 0:
                 w = self._past_weight(low_in, low_out, gray, prev[0], flow, cut)
                 if w.shape[-2:] != y.shape[-2:]:
                     w = F.interpolate(w, size=y.shape[-2:], mode="bilinear", align_corners=False)
                 # the weight already holds the low-resolution "inside" mask: no full-resolution one needed
-                warped, _ = warp_backward(prev[1], flow, self._grids_full, inside=False)
+                warped, _ = warp_backward(self._past_float(y.device), flow, self._grids_full, inside=False)
                 out = torch.lerp(y, clamp_to_neighbourhood(warped, y), w)
         self._prev = (gray, out)
         return out
+
+    def _follows(self, gray: torch.Tensor, size: tuple[int, int]) -> bool:
+        """Whether the state is of the previous frame of this stream (same sizes)."""
+        prev = self._prev
+        if prev is None or prev[0].shape != gray.shape:
+            return False
+        past = prev[1]
+        return tuple(past.shape[:2] if past.dtype == torch.uint8 else past.shape[-2:]) == tuple(size)
+
+    def _past_float(self, device: torch.device) -> torch.Tensor:
+        """The previous output as ``(1, 3, H, W)`` float in [0, 1] (the uint8 step keeps an ``(H, W, 3)`` frame)."""
+        past = self._prev[1]
+        if past.dtype == torch.uint8:
+            past = past.permute(2, 0, 1)[None].to(device, torch.float32) / 255.0
+        return past
+
+    def _past_uint8(self) -> np.ndarray:
+        """The previous output as an ``(H, W, 3)`` uint8 frame (the float step keeps ``(1, 3, H, W)`` floats)."""
+        past = self._prev[1]
+        if past.dtype != torch.uint8:
+            past = (past[0].permute(1, 2, 0).float().cpu() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+        return np.ascontiguousarray(past.numpy())
 
     def step_uint8(
         self,
@@ -218,34 +236,31 @@ class FlowSmoother:
         ``(H, W, 3)`` uint8 → the filtered ``(H, W, 3)`` uint8.
 
         The weights are made at the flow's size as in :meth:`step`, from both frames shrunk with its windows
-        (:func:`shrink_uint8`);
-        the full-resolution work (upsampling the flow and the weights, warping the previous output,
-        blending) is OpenCV's on interleaved frames, where torch's float path costs several times as much.
-        The state is the same as :meth:`step`'s (the previous output as ``(1, 3, H, W)`` float in [0, 1]),
-        so the two may follow each other. ``low_in``: ``image`` already shrunk to the flow's size (the
-        engine made it for the flow's gray frames), ``(1, 3, h, w)``.
+        (:func:`shrink_uint8`). At full resolution everything stays 8-bit and runs in OpenCV: the flow and
+        the weights are upsampled, the previous output (kept as a uint8 frame) is warped, clamped to the
+        current output's neighbourhood and blended, each output rounded to 8 bits as the encoder gets it.
+        (The clamp also keeps that rounding from holding a level: a value the current frame has left is
+        clamped away.) The state serves :meth:`step` too, so the two may follow each other.
+        ``low_in``: ``image`` already shrunk to the flow's size (the engine made it for the flow's gray
+        frames), ``(1, 3, h, w)``.
         """
         c = self.config
         height, width = image.shape[:2]
         size = fit_shape(height, width, c.flow_size)
         low_in = shrink_uint8(image[None], size) if low_in is None else low_in
-        low_out = shrink_uint8(out8[None], size)
         gray = rgb_to_gray(low_in)
-        y = out8.numpy().astype(np.float32) * np.float32(1 / 255)
-        out, prev = y, self._prev
-        same = prev is not None and prev[0].shape == gray.shape and prev[1].shape[-2:] == (height, width)
-        if flow is not None and same:
-            if c.strength > 0:
-                w = self._past_weight(low_in, low_out, gray, prev[0], flow, cut)
-                past = prev[1][0].permute(1, 2, 0).numpy()  # (H, W, 3): a view when this step made the state
-                full = cv2.resize(w[0, 0].numpy(), (width, height), interpolation=cv2.INTER_LINEAR)
-                map_x, map_y = self._maps(flow[0].numpy(), height, width)
-                warped = cv2.remap(np.ascontiguousarray(past), map_x, map_y, cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-                out = y + full[..., None] * (clamp_to_neighbourhood_uint8(warped, out8.numpy()) - y)
-        # the state as (1, 3, H, W), a view of the interleaved frame: no copy here or in the next step
-        self._prev = (gray, torch.from_numpy(np.ascontiguousarray(out, np.float32)).permute(2, 0, 1)[None])
-        return torch.from_numpy(cv2.convertScaleAbs(out, alpha=255.0))
+        out = out8
+        if flow is not None and c.strength > 0 and self._follows(gray, (height, width)):
+            w = self._past_weight(low_in, shrink_uint8(out8[None], size), gray, self._prev[0], flow, cut)
+            weight = cv2.resize(w[0, 0].numpy(), (width, height), interpolation=cv2.INTER_LINEAR)
+            map_x, map_y = self._maps(flow[0].numpy(), height, width)
+            warped = cv2.remap(self._past_uint8(), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            current = out8.numpy()
+            clamped = clamp_to_neighbourhood_uint8(warped, current)
+            rest = np.subtract(1.0, weight, dtype=np.float32)
+            out = torch.from_numpy(cv2.blendLinear(clamped, current, weight, rest))
+        self._prev = (gray, out)
+        return out
 
     def _maps(self, flow: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """``cv2.remap``'s maps at ``height × width`` for a ``(2, h, w)`` flow in the flow's pixels (as
