@@ -10,9 +10,9 @@ channel, to the range of the current output's 3×3 neighbourhood (the history cl
 anti-aliasing in real-time rendering): noise within that range is still averaged, but a level the
 current frame has left (haze that thins, a warp a pixel off across an edge) cannot linger as a trail
 (on the synthetic clips of ``benchmarks/temporal_quality.py`` the worst per-frame loss fell from
-1.25 to 0.36 dB). Unlike coefficient smoothing, this also averages
-out the noise and compression flicker that any dehazer amplifies by ``1/t``; its cost is one flow
-per frame on the CPU.
+1.25 to 0.36 dB). Unlike coefficient smoothing, this also averages out the noise and compression
+flicker that any dehazer amplifies by ``1/t``; its cost is one finer flow per frame on the CPU and a
+few passes over the full-resolution frame (on the CPU in 8 bits: :meth:`FlowSmoother.step_uint8`).
 
 The filter has a host half and a device half. :class:`FlowEstimator` (host, stateful: the previous
 gray frame) turns the gray frames of a batch, made on the device by :func:`flow_gray` and copied to
