@@ -5,11 +5,11 @@ frames, in a worker thread as the pipeline runs it, medians over ``--repeat`` ro
 (file → RGB uint8, the source's colour conversion), uint8 → float and the float downscale to the
 working size (the generic path) or the downscale straight from the uint8 frames (the CPU's path),
 the network, the transfer's fit (with the guard), the temporal smoothing (``ema``; ``motion``: the
-flow estimate and the smoothing step), upsample + apply at full resolution, float → uint8 (or the
-CPU's apply straight into uint8 frames), and the encoder's RGB → YUV conversion plus libx264. The
-engine's own time for the same batch is the last rows: float tensors in and out (``Engine.infer``),
-and uint8 frames in and out as the pipeline runs it, without smoothing and with the default
-(``motion``).
+flow estimate and the smoothing step; ``flow``: its finer flow and the output filter's uint8 step),
+upsample + apply at full resolution, float → uint8 (or the CPU's apply straight into uint8 frames),
+and the encoder's RGB → YUV conversion plus libx264. The engine's own time for the same batch is the
+last rows: float tensors in and out (``Engine.infer``), and uint8 frames in and out as the pipeline
+runs it, without smoothing, with the default (``motion``) and with ``flow``.
 
     python benchmarks/profile_cpu.py
     python benchmarks/profile_cpu.py --backend torch --batch 4 --repeat 7
@@ -52,12 +52,13 @@ def main() -> None:
     from streamdehaze.io.sinks import open_sink
     from streamdehaze.io.sources import open_source
     from streamdehaze.ops.color import to_tensor, to_uint8
-    from streamdehaze.ops.cpu_kernels import apply_affine_uint8
+    from streamdehaze.ops.cpu_kernels import apply_affine_uint8, shrink_uint8
     from streamdehaze.ops.guided import apply_affine
     from streamdehaze.ops.transfer_fit import default_radius, downscale, downscale_uint8, guarded_fit
     from streamdehaze.pipeline.speed import SpeedSettings
-    from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig
+    from streamdehaze.pipeline.temporal import CoefficientSmoother, TemporalConfig, fit_shape
     from streamdehaze.pipeline.temporal_engine import TemporalSettings
+    from streamdehaze.pipeline.temporal_flow import FlowSmoother, gray_uint8
     from streamdehaze.pipeline.temporal_motion import MotionEstimator
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -107,6 +108,18 @@ def main() -> None:
         for i in range(n):
             along.step(low[i : i + 1], a[i : i + 1], b[i : i + 1], None, motion.at(i))
 
+    # flow's output filter: the flow of each frame to the one before (a first call gives the first frame a past)
+    flow_filter = FlowSmoother(TemporalConfig(mode="flow"))
+    small = shrink_uint8(x8, fit_shape(*x8.shape[1:3], flow_filter.config.flow_size))
+    flow_filter.estimator.flows(gray_uint8(small).numpy())
+    flows = [torch.from_numpy(f).permute(2, 0, 1)[None] for f in flow_filter.estimator.flows(gray_uint8(small).numpy())]
+    outs8 = torch.from_numpy(out8)
+    flow_filter.step_uint8(x8[-1], outs8[-1], None, None, small[-1:])  # a past of the same size
+
+    def flow_step() -> None:
+        for i in range(n):
+            flow_filter.step_uint8(x8[i], outs8[i], None, flows[i], small[i : i + 1])
+
     def encode() -> None:
         import tempfile
 
@@ -119,6 +132,7 @@ def main() -> None:
 
     engine = speed.build_engine(dehazer, torch.device("cpu"), temporal=None)
     engine_motion = speed.build_engine(dehazer, torch.device("cpu"), temporal=TemporalSettings(mode="motion"))
+    engine_flow = speed.build_engine(dehazer, torch.device("cpu"), temporal=TemporalSettings(mode="flow"))
     steps = {
         "decode (file -> RGB)": decode,
         "uint8 -> float": lambda: to_tensor(x8),
@@ -129,6 +143,10 @@ def main() -> None:
         "smoothing (ema)": smooth,
         "motion estimate (motion)": lambda: estimator(low),
         "smoothing step (motion)": smooth_along,
+        "finer flow (flow: shrink + DIS)": lambda: flow_filter.estimator.flows(
+            gray_uint8(shrink_uint8(x8, small.shape[-2:])).numpy()
+        ),
+        "output filter, uint8 step (flow)": flow_step,
         "upsample + apply (float)": lambda: apply_affine(a, b, x),
         "float -> uint8": lambda: to_uint8(out),
         "apply into uint8 (ops/cpu_kernels)": lambda: apply_affine_uint8(a, b, x8),
@@ -136,6 +154,7 @@ def main() -> None:
         "engine, float in and out (infer)": lambda: engine.infer(x),
         "engine, uint8 frames in and out": lambda: engine._forward(x8),
         "engine, uint8, --temporal motion": lambda: engine_motion._forward(x8),
+        "engine, uint8, --temporal flow": lambda: engine_flow._forward(x8),
     }
     per_frame = {name: median_seconds(fn, args.repeat) / n * 1000 for name, fn in steps.items()}
     result = {
