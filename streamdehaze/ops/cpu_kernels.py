@@ -148,6 +148,16 @@ def apply_affine_uint8(a: Tensor, b: Tensor, images: Tensor) -> Tensor:
     return torch.from_numpy(out)
 
 
+def blend_uint8(images: Tensor, y: Tensor, strength: float) -> Tensor:
+    """:func:`~.transfer_fit.blend` for uint8 frames ``(B, H, W, 3)`` on the CPU: ``round(x + S · (y − x))``
+    in one pass (S = 1 returns ``y`` itself)."""
+    if strength == 1.0:
+        return y
+    rows = images.shape[0] * images.shape[1]
+    x2, y2 = (np.ascontiguousarray(t.numpy()).reshape(rows, -1) for t in (images, y))
+    return torch.from_numpy(cv2.addWeighted(x2, 1.0 - strength, y2, strength, 0.0).reshape(tuple(images.shape)))
+
+
 def _full_size(plane: np.ndarray, width: int, height: int) -> np.ndarray:
     """``(h, w, C)`` float32 → ``(height, width, 3)`` (a shared gain, ``C`` = 1, broadcast to the three channels)."""
     if plane.shape[:2] != (height, width):

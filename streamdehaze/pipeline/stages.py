@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..ops.cpu_kernels import apply_affine_uint8, shrink_uint8, use_cpu_kernels
+from ..ops.cpu_kernels import apply_affine_uint8, blend_uint8, shrink_uint8, use_cpu_kernels
 from ..ops.guided import apply_affine
 from ..ops.transfer_fit import blend, downscale, downscale_uint8, strengthen
 from .core import Core
@@ -167,7 +167,7 @@ class Stages:
     def takes_uint8(self, images: Tensor) -> bool:
         """Whether a batch of uint8 ``images`` ``(B, H, W, 3)`` goes from them to uint8 frames without the
         full-size float frames: on the CPU, on the coefficient path, when no pixel filter follows but
-        ``flow``'s at full strength (its uint8 step, :meth:`~.temporal_flow.FlowSmoother.step_uint8`)."""
+        ``flow``'s (its uint8 step, :meth:`~.temporal_flow.FlowSmoother.step_uint8`; then the strength's blend)."""
         return (
             use_cpu_kernels(images)
             and images.dtype == torch.uint8
@@ -177,10 +177,10 @@ class Stages:
         )
 
     def _uint8_post(self) -> bool:
-        """Whether the pixel filter that follows, if any, has a uint8 step (``flow`` at strength 1, whose
-        strength blend after the filter is then the identity)."""
+        """Whether the pixel filter that follows, if any, has a uint8 step (``flow``'s; the strength's blend
+        after it has one too)."""
         post = self.post if self.temporal else None
-        return post is None or (isinstance(post, FlowSmoother) and self.strength == 1.0)
+        return post is None or isinstance(post, FlowSmoother)
 
     def prepare(self, x: Tensor | None, images: Tensor | None = None) -> Prepared:
         """``x`` ``(B, 3, H, W)`` float in [0, 1] → the batch's working-size frames, state and host copies.
@@ -252,14 +252,17 @@ class Stages:
         where the batch ends with the transfer's apply (:mod:`~streamdehaze.ops.cpu_kernels`); None elsewhere."""
         if not use_cpu_kernels(images) or not p.coefficients or not self._uint8_post():
             return None
+        post = self.post if self.temporal else None
         with torch.autocast("cpu", enabled=False):
-            y = apply_affine_uint8(*self._coefficients(p, apply_strength=True), images)
-            if self.post is None or not self.temporal:
+            # as finish(): with a filter after it, the map runs at full strength and the strength blends after
+            y = apply_affine_uint8(*self._coefficients(p, apply_strength=post is None), images)
+            if post is None:
                 return y
             flows = p.flows or [None] * p.n
             small = [None] * p.n if p.small is None else [p.small[i : i + 1] for i in range(p.n)]
-            step = self.post.step_uint8
-            return torch.stack([step(images[i], y[i], p.state.cut[i], flows[i], small[i]) for i in range(p.n)])
+            step = post.step_uint8
+            y = torch.stack([step(images[i], y[i], p.state.cut[i], flows[i], small[i]) for i in range(p.n)])
+            return blend_uint8(images, y, self.strength)
 
     def _airlight_on(self) -> bool:
         return self.airlight is not None and self.temporal
