@@ -1,5 +1,6 @@
 """OpenCV kernels for CPU tensors, where they beat torch's: the transfer's apply straight into 8-bit
-frames, the box sums, the affine fit at the working size, and the flow filter's shrink. They read the
+frames, the box sums, the affine fit at the working size, the flow filter's shrink and the strength's
+blend after it. They read the
 tensors on the host, so they run only for CPU tensors (:func:`use_cpu_kernels`); CUDA keeps the torch
 code, which never waits on the host.
 ``CPU_KERNELS = False`` turns them off (the engine's host-read check turns them off to check the
