@@ -7,8 +7,10 @@ import torch
 
 from streamdehaze.ops.guard import (
     CEILING,
+    CLEAR_FRAME_FLOOR,
     COLOUR_TOLERANCE,
     FLOOR,
+    clear_frame_strength,
     guard,
     guard_coefficients,
     guard_strength,
@@ -139,3 +141,26 @@ def test_haze_free_regions_are_left_alone_and_hazy_ones_dehazed():
             torch.testing.assert_close((ga, gb), (a, b))
         else:
             torch.testing.assert_close(_apply(x, ga, gb), x, atol=1e-6, rtol=0)
+
+
+def test_a_clear_frame_is_left_alone_even_where_it_looks_hazy_and_the_same_frame_behind_haze_is_not():
+    """The frame's haze floor: a frame whose darkest tenth is haze-free comes back as it was, its bright
+    sky too (dark channel far above 25/255, dehazed by the per-pixel rail alone); behind haze, the same
+    frame is dehazed as the fit made it."""
+    g = torch.Generator().manual_seed(5)
+    clear = 0.45 + 0.5 * torch.rand(1, 3, 40, 60, generator=g)  # a bright sky: "hazy" to the per-pixel rail
+    clear[:, 0, 30:] = 0.0  # and a quarter of shadows, dark in one channel
+    hazy = 0.6 * clear + 0.35
+    a, b = torch.full_like(clear, 1.3), torch.full_like(clear, -0.3)
+    torch.testing.assert_close(_apply(clear, *guard(clear, a, b, "range", radius=0)), clear, atol=1e-6, rtol=0)
+    torch.testing.assert_close(guard(hazy, a, b, "range", radius=0), (a, b))
+
+
+@pytest.mark.parametrize("floor_levels", [0.0, 3.0, 6.25, 12.5, 40.0])
+def test_the_frame_strength_follows_the_level_its_darkest_tenth_reaches(floor_levels):
+    dark = torch.ones(2, 1, 10, 10)
+    dark[0, 0, :1] = floor_levels / 255  # the darkest tenth of the first frame, at the floor
+    dark[0, 0, 1:2, :1] = 0.0  # one pixel below it: under a tenth, so it does not set the floor
+    strength = clear_frame_strength(dark).flatten()
+    assert strength[0].item() == pytest.approx(min(1.0, floor_levels / 255 / CLEAR_FRAME_FLOOR), abs=1e-6)
+    assert strength[1].item() == 1.0
