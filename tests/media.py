@@ -23,7 +23,9 @@ def pattern_frame(index: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
     """Frame ``index`` of the test pattern: ``(H, W, 3) uint8`` RGB.
 
     Smooth colour gradients that drift with ``index`` over the top, ``INDEX_BITS`` blocks at the
-    bottom encoding ``index`` in binary (most significant bit first; white = 1).
+    bottom encoding ``index`` in binary (most significant bit first; white = 1, dark grey = 0).
+    Nothing in it is darker than 20 levels in every channel, as in hazy footage: a frame with black
+    in it would be clear to the guard rails, which then leave it as it is (``ops.guard``).
     """
     w, h = size
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -35,7 +37,7 @@ def pattern_frame(index: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
     block = w // INDEX_BITS
     for bit in range(INDEX_BITS):
         on = (index >> (INDEX_BITS - 1 - bit)) & 1
-        img[h - bar :, bit * block : (bit + 1) * block] = 255 if on else 0
+        img[h - bar :, bit * block : (bit + 1) * block] = 255 if on else 40
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
