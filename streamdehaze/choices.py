@@ -49,8 +49,9 @@ def check_transfer_fit(name: str) -> str:
 # ``--guard`` (see :mod:`.ops.guard`): the rails applied to the transfer's coefficients after the fit
 GUARDS = {
     "on": "no pixel pushed into black or white that the input did not have, haze-free regions (dark channel "
-    "below 25/255) left alone, clear frames too (a frame is dehazed in proportion to the level its darkest "
-    "tenth reaches, fully from 12.5/255), and no tint: a frame's colour balance within 3 levels of what "
+    "below 25/255) left alone, clear frames too (a frame is dehazed in proportion to its haze floor: the "
+    "level the darkest tenth of its dark channel reaches in the median tile of a 4 x 4 grid, fully from "
+    "25/255), and no tint: a frame's colour balance within 3 levels of what "
     "removing grey haze at the same gain gives",
     "range": "the black and white and the haze-free rails (the colour balance as the network made it)",
     "off": "the network's result as fitted",

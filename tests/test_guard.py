@@ -7,9 +7,9 @@ import torch
 
 from streamdehaze.ops.guard import (
     CEILING,
-    CLEAR_FRAME_FLOOR,
     COLOUR_TOLERANCE,
     FLOOR,
+    HAZE_FREE_DARK,
     clear_frame_strength,
     guard,
     guard_coefficients,
@@ -144,23 +144,35 @@ def test_haze_free_regions_are_left_alone_and_hazy_ones_dehazed():
 
 
 def test_a_clear_frame_is_left_alone_even_where_it_looks_hazy_and_the_same_frame_behind_haze_is_not():
-    """The frame's haze floor: a frame whose darkest tenth is haze-free comes back as it was, its bright
-    sky too (dark channel far above 25/255, dehazed by the per-pixel rail alone); behind haze, the same
-    frame is dehazed as the fit made it."""
+    """The frame's haze floor: a frame with haze-free pixels in most of its tiles comes back as it was,
+    its bright sky too (dark channel far above 25/255, dehazed by the per-pixel rail alone); behind
+    haze, the same frame is dehazed as the fit made it."""
     g = torch.Generator().manual_seed(5)
-    clear = 0.45 + 0.5 * torch.rand(1, 3, 40, 60, generator=g)  # a bright sky: "hazy" to the per-pixel rail
-    clear[:, 0, 30:] = 0.0  # and a quarter of shadows, dark in one channel
+    clear = 0.45 + 0.5 * torch.rand(1, 3, 40, 60, generator=g)  # bright: "hazy" to the per-pixel rail
+    clear[:, 0, 10::3, ::3] = 0.0  # below a sky of 10 rows, a pixel dark in one channel in every 3 x 3 patch
     hazy = 0.6 * clear + 0.35
     a, b = torch.full_like(clear, 1.3), torch.full_like(clear, -0.3)
     torch.testing.assert_close(_apply(clear, *guard(clear, a, b, "range", radius=0)), clear, atol=1e-6, rtol=0)
     torch.testing.assert_close(guard(hazy, a, b, "range", radius=0), (a, b))
 
 
-@pytest.mark.parametrize("floor_levels", [0.0, 3.0, 6.25, 12.5, 40.0])
-def test_the_frame_strength_follows_the_level_its_darkest_tenth_reaches(floor_levels):
-    dark = torch.ones(2, 1, 10, 10)
-    dark[0, 0, :1] = floor_levels / 255  # the darkest tenth of the first frame, at the floor
-    dark[0, 0, 1:2, :1] = 0.0  # one pixel below it: under a tenth, so it does not set the floor
+def test_a_dark_region_in_a_foggy_frame_does_not_make_it_clear():
+    """A dashboard across the bottom quarter of a foggy frame: haze-free itself, so left alone by the
+    per-pixel rail, but the fog above it is dehazed in full (the median tile decides, not the darkest)."""
+    g = torch.Generator().manual_seed(6)
+    foggy = 0.35 + 0.6 * torch.rand(1, 3, 40, 60, generator=g)
+    foggy[..., 30:, :] = 0.02  # the dashboard
+    a, b = torch.full_like(foggy, 1.3), torch.full_like(foggy, -0.3)
+    ga, gb = guard(foggy, a, b, "range", radius=0)
+    torch.testing.assert_close((ga[..., :26, :], gb[..., :26, :]), (a[..., :26, :], b[..., :26, :]))
+    torch.testing.assert_close(_apply(foggy, ga, gb)[..., 33:, :], foggy[..., 33:, :], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("floor_levels", [0.0, 5.0, 12.5, 25.0, 40.0])
+def test_the_frame_strength_follows_the_floor_of_its_median_tile(floor_levels):
+    dark = torch.ones(2, 1, 8, 8)  # a 4 x 4 grid of 2 x 2 tiles
+    dark[0, 0, ::2, ::2] = floor_levels / 255  # each tile's darkest pixel at the floor
+    dark[0, 0, :2, :2] = 0.0  # one tile darker: it does not move the median
     strength = clear_frame_strength(dark).flatten()
-    assert strength[0].item() == pytest.approx(min(1.0, floor_levels / 255 / CLEAR_FRAME_FLOOR), abs=1e-6)
+    assert strength[0].item() == pytest.approx(min(1.0, floor_levels / 255 / HAZE_FREE_DARK), abs=1e-6)
     assert strength[1].item() == 1.0
