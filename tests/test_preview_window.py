@@ -290,7 +290,7 @@ def _remap(env: dict, wid: str) -> None:
 
     Qt (OpenCV's bundled build) sometimes loses a window's first MapNotify when the machine is busy and no
     window manager runs (as under Xvfb); it then never considers the window exposed and paints nothing
-    (1 start in 15-30 beside two busy processes). A second map is the next MapNotify it sees.
+    (1 start in 5 to 30 beside two busy processes). A second map is the next MapNotify it sees.
     """
     subprocess.run(["xdotool", "windowunmap", "--sync", wid, "windowmap", "--sync", wid], env=env, check=True)
 
