@@ -125,3 +125,26 @@ def test_models_lists_registry():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0
     assert "aecrnet" in result.output and "dcp" in result.output and "none needed" in result.output
+
+
+def test_eval_counts_clear_input_returned_unchanged_and_averages_the_rest(tmp_path):
+    """Clear input given as its own reference: a frame the guard rails leave alone comes back identical
+    (PSNR inf); eval says how many did and averages the others instead of printing only inf."""
+    rng = np.random.default_rng(3)
+    clear = rng.integers(60, 256, (48, 64, 3), dtype=np.uint8)
+    y, x = np.mgrid[0:48, 0:64]
+    clear[(y // 8 + x // 8) % 2 == 0, 0] = 0  # no red in half of the 8 x 8 squares: clear to the dark channel prior
+    hazy_looking = (clear * 0.5 + 110).astype(np.uint8)  # no dark pixel anywhere: dehazed
+    (tmp_path / "in").mkdir()
+    write_image(tmp_path / "in" / "a.png", clear)
+    write_image(tmp_path / "in" / "b.png", hazy_looking)
+    args = ["eval", "--hazy", str(tmp_path / "in"), "--clear", str(tmp_path / "in"), "-m", "dcp", "--work-size", "0.5"]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    changed = dehaze_image(hazy_looking, "dcp", work_size=0.5)
+    assert out["identical"] == 1 and out["psnr"] == float("inf")
+    assert out["psnr_of_the_rest"] == pytest.approx(_psnr(changed, hazy_looking), abs=1e-3)
+    assert 10 < out["psnr_of_the_rest"] < 40  # the hazy-looking image was dehazed
+    table = CliRunner().invoke(main, args)
+    assert table.exit_code == 0 and "1 of 2 identical to the clear image" in table.output, table.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,11 +71,26 @@ def evaluate_set(
 
 
 def _summary(rows: list[dict]) -> dict:
+    """Means over ``rows``; where a result is identical to its clear image (PSNR inf, e.g. clear input left
+    alone), the mean PSNR is inf too, so ``identical`` counts them and ``psnr_of_the_rest`` averages the others."""
     out = {"n": len(rows)}
     for key in rows[0]:
         if key != "image":
             out[key] = statistics.fmean(r[key] for r in rows)
+    rest = [r["psnr"] for r in rows if math.isfinite(r["psnr"])]
+    if len(rest) < len(rows):
+        out["identical"] = len(rows) - len(rest)
+        out["psnr_of_the_rest"] = statistics.fmean(rest) if rest else None
     return out
+
+
+def _identical_note(summary: dict) -> str:
+    """A line on results identical to their clear images, or "" when there are none."""
+    if "identical" not in summary:
+        return ""
+    rest = summary["psnr_of_the_rest"]
+    others = f"; the other {summary['n'] - summary['identical']}: mean PSNR {rest:.2f} dB" if rest is not None else ""
+    return f"{summary['identical']} of {summary['n']} identical to the clear image (PSNR inf){others}"
 
 
 def _table(title: str, rows: list[dict], per_image: bool) -> Table:
@@ -91,6 +107,7 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
         f"[bold]mean of {len(rows)}[/]",
         *(f"[bold]{mean[k]:.4f}[/]" if "ssim" in k else f"[bold]{mean[k]:.2f}[/]" for k in keys),
     )
+    table.caption = _identical_note(mean) or None
     return table
 
 
@@ -143,7 +160,8 @@ def _table(title: str, rows: list[dict], per_image: bool) -> Table:
     "--json",
     "as_json",
     is_flag=True,
-    help="Print one JSON object: n, psnr, ssim (and per-set figures); --no-reference: n, e, rbar, sigma, ...",
+    help="Print one JSON object: n, psnr, ssim (and per-set figures; identical and psnr_of_the_rest where "
+    "results equal their clear images); --no-reference: n, e, rbar, sigma, ...",
 )
 @setting_options("work_size", "transfer_fit", "guard", work_size="model", transfer_fit=STILLS_TRANSFER_FIT)
 def command(
@@ -246,4 +264,5 @@ def command(
         console.print(_table(f"{model} on {h}{at}", rows, per_image))
     if len(results) > 1:
         s = _summary(all_rows)
-        console.print(f"[bold]all sets[/]: n={s['n']}  PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}")
+        note = f" ({_identical_note(s)})" if "identical" in s else ""
+        console.print(f"[bold]all sets[/]: n={s['n']}  PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}{note}")
