@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import click
@@ -12,7 +11,7 @@ from ..choices import MEASUREMENTS
 from ..errors import InputError
 from ..io.preflight import check_source, check_weights
 from ..settings import COMPARE_KEYS, parse_overrides
-from .common import console, console_err, device_option, model_option, weights_option
+from .common import console, console_err, device_option, echo_json, model_option, weights_option
 from .options import pop_settings, pop_speed, setting_options
 from .progress import key_value_table
 
@@ -180,7 +179,7 @@ def command(model, weights, device, random_weights, ngf, resolution, frames, war
     )  # fmt: skip
     result = run_bench(s, log=lambda msg: console_err.print(f"[dim]{msg}[/]", highlight=False))
     if as_json:
-        click.echo(json.dumps(result, default=str))
+        echo_json(result, default=str)
         return
     console.print(key_value_table([(k, result[k]) for k in ENV_KEYS], title="machine"))
     settings = result["settings"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+from typing import Any
 
 import click
 from rich.console import Console
@@ -57,3 +60,20 @@ def log_to_console() -> None:
     logger = logging.getLogger("streamdehaze")
     if not any(isinstance(h, _ConsoleLog) for h in logger.handlers):
         logger.addHandler(_ConsoleLog(logging.WARNING))
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (a PSNR of inf for identical images, a ratio of nan) as None:
+    strict JSON has no Infinity or NaN, and parsers other than Python's reject them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def echo_json(value: Any, **kwargs: Any) -> None:
+    """Print ``value`` as one line of strict JSON (:func:`strict_json`); ``kwargs`` go to ``json.dumps``."""
+    click.echo(json.dumps(strict_json(value), allow_nan=False, **kwargs))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING
 
-import click
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..errors import InputError
-from .common import console
+from .common import console, echo_json
 
 if TYPE_CHECKING:  # numpy and OpenCV load when the mode runs, not for `eval --help`
     from ..noref import NoRefFigures
@@ -170,7 +168,7 @@ def run_no_reference(
                 for r in evaluation.rows
             ]
         out["sheet"] = str(sheet_path) if sheet_path else None
-        click.echo(json.dumps(out))
+        echo_json(out)
         return
     at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit, guard {guard})"
     at += ", flip average" if flip_average else ""

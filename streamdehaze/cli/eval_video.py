@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ from rich.table import Table
 from ..choices import FLOW_PRESETS
 from ..errors import InputError
 from ..io.preflight import check_source
-from .common import console
+from .common import console, echo_json
 
 if TYPE_CHECKING:  # OpenCV and PyAV load when the command runs, after its inputs were checked
     from ..flicker import FlickerReport
@@ -111,7 +110,6 @@ def command(input_spec: str, output_spec: str, as_json: bool, max_size: int | No
         report = measure(input_spec, output_spec, max_size, preset, progress)
     if as_json:
         d = report.to_dict(per_pair=per_frame)
-        d["ratio"] = None if math.isnan(report.ratio) else d["ratio"]
-        click.echo(json.dumps(d | {"input_path": input_spec, "output_path": output_spec, "max_size": max_size}))
+        echo_json(d | {"input_path": input_spec, "output_path": output_spec, "max_size": max_size})
         return
     console.print(_table(report, input_spec, output_spec))

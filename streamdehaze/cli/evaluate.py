@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
@@ -18,7 +17,7 @@ from ..io.preflight import check_weights
 from ..io.stills import read_image
 from ..pairs import find_pairs
 from ..work_size import parse_work_size
-from .common import console, device_option, model_option, weights_option
+from .common import console, device_option, echo_json, model_option, weights_option
 from .eval_noref import HELP as NO_REFERENCE_HELP
 from .eval_noref import run_no_reference
 from .options import setting_options
@@ -255,7 +254,7 @@ def command(
         out["transfer_fit"] = None if work.is_full else transfer_fit
         out["guard"] = None if work.is_full else guard
         out["sets"] = {h: _summary(r) for h, r in zip(hazy, results)}
-        click.echo(json.dumps(out))
+        echo_json(out)
         return
     for h, rows in zip(hazy, results):
         at = "" if work.is_full else f" (working size: {work.describe()}, {transfer_fit} transfer fit, guard {guard})"
