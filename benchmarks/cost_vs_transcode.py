@@ -7,8 +7,14 @@ torch, the model load): what a user pays. The two alternate within each round; t
 ratio of the medians (and each round's ratio), wall and CPU time (user + system). Issue 22's
 target on a 2-core CPU: at most 3.0. Extra arguments after ``--`` go to ``run``.
 
+``--free-network`` adds a third command to each round: ``run`` with the network replaced by a stand-in
+that costs nothing (it returns its input; the model is still loaded, and every other step runs as
+usual on the fit it gives). Its ratio is the floor that a cheaper network could approach, and it
+tells how cheap a network must be for a given ratio.
+
     python benchmarks/cost_vs_transcode.py --rounds 3
     python benchmarks/cost_vs_transcode.py --rounds 3 -- --backend torch
+    python benchmarks/cost_vs_transcode.py --rounds 5 --free-network
 """
 
 from __future__ import annotations
@@ -18,9 +24,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from processes import CLI, machine, print_json_or_machine, record, timed
+from processes import CLI, compare, machine, print_json_or_machine, record, timed
 
 ROOT = Path(__file__).resolve().parents[1]
+# the streamdehaze script with a network that costs nothing: Dehazer's call of it returns its input
+FREE_NETWORK = [
+    sys.executable,
+    "-c",
+    "from streamdehaze.nets.dehazer import Dehazer\n"
+    "Dehazer._run = lambda self, net, x, *args: x\n"
+    "from streamdehaze.cli import entry; entry()",
+]
 
 TRANSCODE = """
 import sys, av
@@ -45,17 +59,27 @@ def main() -> None:
     parser.add_argument("--clip", default=str(ROOT / "samples" / "foggy_drive.mp4"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
+    parser.add_argument(
+        "--free-network", action="store_true", help="Also time run with a network that costs nothing (its floor)."
+    )
     parser.add_argument("extra", nargs="*", help="Arguments for the run command (after --).")
     args = parser.parse_args()
     info = {"machine": machine(), "clip": args.clip, "rounds": args.rounds}
     info["settings"] = " ".join(args.extra) or "(defaults)"
     runs: list[tuple[float, float]] = []
     plain: list[tuple[float, float]] = []
+    free: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             plain.append(timed([sys.executable, "-c", TRANSCODE, args.clip, str(Path(tmp) / f"plain_{r}.mp4")]))
             runs.append(timed([*CLI, "run", args.clip, "-o", str(Path(tmp) / f"run_{r}.mp4"), *args.extra]))
-            print(f"round {r + 1}: run {runs[-1]}, re-encode {plain[-1]} (wall s, CPU s)", file=sys.stderr)
+            if args.free_network:
+                out = str(Path(tmp) / f"free_{r}.mp4")
+                free.append(timed([*FREE_NETWORK, "run", args.clip, "-o", out, *args.extra]))
+            shown = f", free network {free[-1]}" if free else ""
+            print(f"round {r + 1}: run {runs[-1]}, re-encode {plain[-1]}{shown} (wall s, CPU s)", file=sys.stderr)
+    if free:
+        info["free_network"] = compare(free, plain, 2)
     wall, cpu = record(info, ("run", "reencode"), runs, plain, digits=2)
     if print_json_or_machine(info, args.json):
         return
@@ -64,6 +88,13 @@ def main() -> None:
     print(f"plain re-encode:   {wall[1]:6.2f} s wall, {cpu[1]:6.2f} s CPU (medians)")
     rounds = ", ".join(f"{x:.2f}" for x in info["round_wall_ratios"])
     print(f"ratio run / re-encode: {info['wall_ratio']:.2f} wall (per round {rounds}), {info['cpu_ratio']:.2f} CPU")
+    if free:
+        f = info["free_network"]
+        rounds = ", ".join(f"{x:.2f}" for x in f["round_wall_ratios"])
+        print(
+            f"with a network that costs nothing: {f['wall_s'][0]:.2f} s wall, {f['cpu_s'][0]:.2f} s CPU; ratio "
+            f"{f['wall_ratio']:.2f} wall (per round {rounds}), {f['cpu_ratio']:.2f} CPU"
+        )
 
 
 if __name__ == "__main__":

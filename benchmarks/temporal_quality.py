@@ -14,7 +14,10 @@ Clips (never tune on one of them):
 Per clip and mode: the output's flicker (warping error, ``streamdehaze.flicker``), its ratio to the
 input's and to ``off``; on the synthetic clips the mean PSNR against the clear frames and the worst
 per-frame PSNR loss against ``off`` (ghosting), over the frame and over the moving object alone;
-the engine's time per frame. With ``--keyframe-interval K`` > 1 the reference is ``off@1``,
+the engine's time per frame. On the synthetic clips the row ``clear`` gives the flicker of the clear
+frames themselves along the same flow: what a perfect dehazer would score. It is not 0: the measure
+resamples each frame along an estimated flow, and on a textured scene that moves (a pan) the
+resampling and the flow's error alone give most of it. With ``--keyframe-interval K`` > 1 the reference is ``off@1``,
 frame-by-frame processing with the network on every frame (``off`` then reuses the map between
 keyframes). ``--decompose`` also splits the flicker of the modes whose output is the transfer's
 affine map (off, motion, ema) into the map's own change and the input's change carried by its gain
@@ -60,6 +63,7 @@ AFFINE_MODES = ("off", "motion", "ema")  # their output is the transfer's a·x +
 
 
 EVERY_FRAME = "off@1"  # the reference with --keyframe-interval > 1: `off` with the network on every frame
+CLEAR = "clear"  # the row of the clear frames themselves: a perfect dehazer's flicker (synthetic clips)
 
 
 def run_mode(model, frames: np.ndarray, mode: str, args, coefficients: list | None = None) -> tuple:
@@ -120,7 +124,10 @@ def measure(model, clip: Clip, args) -> dict:
     for mode in args.modes:
         coefficients[mode] = [] if args.decompose and mode in AFFINE_MODES else None
         outs[mode], cost[mode] = run_mode(model, clip.frames, mode, args, coefficients[mode])
-    flick = flicker_many(list(clip.frames), {m: list(o) for m, o in outs.items()})
+    seqs = {m: list(o) for m, o in outs.items()}
+    if clip.clear is not None:  # the clear frames: what a perfect dehazer would output
+        seqs[CLEAR] = list(clip.clear)
+    flick = flicker_many(list(clip.frames), seqs)
     ref = args.modes[0]  # off, or off@1 when the network skips frames: the frame-by-frame output
     rows = {}
     for mode in args.modes:
@@ -136,12 +143,16 @@ def measure(model, clip: Clip, args) -> dict:
         if coefficients[mode] is not None:
             row["parts"] = vars(affine_flicker_parts(list(clip.frames), list(outs[mode]), coefficients[mode]))
         rows[mode] = row
-    return {
+    out = {
         "frames": len(clip.frames),
         "size": list(clip.frames.shape[2:0:-1]),
         "input_flicker": flick[ref].input,
         "modes": rows,
     }
+    if CLEAR in flick:
+        r = flick[CLEAR]
+        out[CLEAR] = {"flicker": r.output, "vs_input": r.ratio, "vs_off": r.output / flick[ref].output}
+    return out
 
 
 def print_table(results: dict) -> None:
@@ -150,7 +161,10 @@ def print_table(results: dict) -> None:
         f"{'object loss':>12} {'ms/frame':>9}"
     )
     for name, res in results.items():
-        for mode, r in res["modes"].items():
+        for mode, r in [*res["modes"].items(), *([(CLEAR, res[CLEAR])] if CLEAR in res else [])]:
+            if mode == CLEAR:
+                print(f"{name:9} {mode:7} {r['flicker']:8.3f} {r['vs_input']:7.2f}× {r['vs_off']:6.3f}×")
+                continue
             psnr = f"{r['psnr']:7.2f}" if "psnr" in r else f"{'-':>7}"
             loss = f"{r['worst_loss_db']:8.3f} dB" if "worst_loss_db" in r else f"{'-':>11}"
             obj = f"{r['worst_loss_object_db']:9.3f} dB" if "worst_loss_object_db" in r else f"{'-':>12}"
