@@ -84,6 +84,30 @@ def test_fit_loss_scores_the_transferred_output(tmp_path, pairs):
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
 
+def test_teacher_outputs_are_the_targets(tmp_path, pairs):
+    """``--teacher``: the loss is taken against what the teacher makes of the batch (at inference), not
+    against the clear images, and the card says so."""
+    import copy
+
+    from streamdehaze.nets.registry import load_model
+    from streamdehaze.train.export import export_checkpoint
+    from streamdehaze.train.loop import Trainer
+
+    train(tiny(tmp_path, name="wide", ngf=6, steps=2), progress=False)
+    teacher_file, _, _ = export_checkpoint(tmp_path / "wide" / "last.pt", tmp_path / "teacher.pt")
+    trainer = Trainer(tiny(tmp_path, name="narrow", teacher=str(teacher_file)), progress=False)
+    hazy = torch.rand(4, 3, 16, 16)
+    batch = {"hazy": hazy, "clear": torch.zeros_like(hazy)}  # the clear images must not count
+    with torch.no_grad():
+        expected = (copy.deepcopy(trainer.net)(hazy) - load_model("aecrnet", teacher_file, "cpu")(hazy)).abs().mean()
+    loss, l1, *_ = trainer.train_step(batch)
+    assert float(l1) == pytest.approx(float(expected), rel=1e-5)
+    assert float(l1) != pytest.approx(float(trainer.net(hazy).detach().abs().mean()), rel=1e-2)
+    train(tiny(tmp_path, name="student", teacher=str(teacher_file), steps=2), progress=False)
+    _, card, _ = export_checkpoint(tmp_path / "student" / "last.pt", tmp_path / "student.pt")
+    assert "`teacher.pt`'s outputs on the same inputs" in card.read_text()
+
+
 @pytest.mark.parametrize("cr", [0.0, 0.1])
 def test_resume_is_exact(tmp_path, pairs, cr):
     kw = dict(cr_weight=cr, cr_encoder="random", accum=2, steps=6)

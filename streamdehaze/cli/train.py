@@ -109,6 +109,12 @@ _OPTIONS = [
         help="Start from these weights (weight file or checkpoint of the same width) [random].",
     ),
     click.option(
+        "--teacher",
+        type=click.Path(dir_okay=False),
+        help="Distil: train towards these weights' outputs on the same inputs instead of the clear images "
+        "(e.g. a narrower --ngf that does what the shipped network does, at less cost) [off].",
+    ),
+    click.option(
         "--batch-size",
         "-b",
         type=int,

@@ -49,6 +49,9 @@ class TrainConfig:
     # only, so images stay upright (floor below, far wall above), as every test image and video is.
     augment: str = "dihedral"
     init: str | None = None  # start from these weights (weight file or checkpoint) instead of random ones
+    # Distillation: the targets are these weights' outputs on the same inputs (what that model gives at
+    # inference), not the clear images; a narrower network (--ngf) learns to do what a wider one does.
+    teacher: str | None = None
     batch_size: int = 4  # images per optimiser step and process
     accum: int = 1  # micro-batches the batch is split into (FastDeconv statistics per micro-batch)
     steps: int = 100_000  # optimiser steps of the whole schedule

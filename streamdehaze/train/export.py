@@ -37,6 +37,7 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
         "work_side": work_side or trained_work_side(cfg.work_side),
         "work_side_trained": list(cfg.work_side) if cfg.work_side[1] else None,
         "init": Path(cfg.init).name if cfg.init else None,
+        "teacher": Path(cfg.teacher).name if cfg.teacher else None,
         "trained_with": "streamdehaze train",
         "checkpoint": Path(ckpt["path"]).name,
         "steps": int(ckpt["step"]),
@@ -172,6 +173,11 @@ def card_text(
             f"{meta['steps']:,} of {meta['steps_planned']:,} (global batch {meta['global_batch']}, "
             f"{meta['crop']}×{meta['crop']} crops, {meta.get('augment', 'dihedral')} flips, seed {meta['seed']})"
             + (f", started from `{meta['init']}`" if meta.get("init") else ""),
+        ),
+        *(
+            [("targets", f"`{meta['teacher']}`'s outputs on the same inputs (distilled, `--teacher`)")]
+            if meta.get("teacher")
+            else []
         ),
         *(
             [("weight average", ", ".join(f"`{a['checkpoint']}` (step {a['step']:,})" for a in meta["averaged"]))]

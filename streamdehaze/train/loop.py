@@ -103,6 +103,7 @@ class Trainer:
             cr = ContrastiveLoss(encoder.to(self.info.device), extra_negatives=cfg.cr_negatives)
         self.loss = DehazeLoss(cr, cfg.cr_weight, cfg.rec_loss, cfg.shadow_weight, cfg.colour_weight)
         self._build_model()
+        self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
         self.out = Path(cfg.out)
         self.stop_requested = False
         self.progress_enabled = progress and self.info.is_main
@@ -145,6 +146,16 @@ class Trainer:
             self.best = dict(self.ckpt.get("best") or self.best)
         self.model = D.wrap(self.net, self.info)
 
+    def _load_teacher(self, path: str) -> torch.nn.Module:
+        """The teacher's network as inference runs it (eval mode, folded), frozen, on the training device."""
+        from ..nets.registry import load_model
+
+        try:
+            teacher = load_model("aecrnet", weights=path, device=self.info.device)
+        except ModelError as exc:
+            raise TrainError(f"--teacher: {exc}") from None
+        return teacher.requires_grad_(False)
+
     # ---- state -------------------------------------------------------------------------
     def state(self) -> dict:
         return {
@@ -181,6 +192,9 @@ class Trainer:
         dev, k = self.info.device, self.cfg.accum
         hazy = batch["hazy"].to(dev, non_blocking=True)
         clear = batch["clear"].to(dev, non_blocking=True)
+        if self.teacher is not None:  # distillation: the target is what the teacher makes of the same input
+            with torch.no_grad(), torch.autocast(dev.type, enabled=False):
+                clear = self.teacher(hazy.float())
         self.opt.zero_grad(set_to_none=True)
         sums = torch.zeros(3, device=dev)
         for j in range(k):
