@@ -91,6 +91,8 @@ def test_bad_inputs_fail_before_training(tmp_path, pairs, no_vgg):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 100)
     assert "not a readable checkpoint" in _error(run("--resume", bad, "--out", out))
+    assert "--teacher" in _error(run("--data", pairs, "--out", out, *TINY, "--teacher", tmp_path / "none.pt"))
+    assert "--teacher" in _error(run("--data", pairs, "--out", out, *TINY, "--teacher", bad))
     assert "expected a probability" in _error(run("--data", pairs, "--out", out, *TINY, "--rehaze", "1.5"))
     assert "set rehaze too" in _error(run("--data", pairs, "--out", out, *TINY, "--recolour", "0.5"))
     for option, value, choices in (("--augment", "spin", "'dihedral', 'mirror'"), ("--rec-loss", "l3", "'l1', 'l2'")):

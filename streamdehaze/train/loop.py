@@ -150,6 +150,8 @@ class Trainer:
         """The teacher's network as inference runs it (eval mode, folded), frozen, on the training device."""
         from ..nets.registry import load_model
 
+        if not Path(path).is_file():
+            raise TrainError(f"--teacher {path}: no such weight file")
         try:
             teacher = load_model("aecrnet", weights=path, device=self.info.device)
         except ModelError as exc:
