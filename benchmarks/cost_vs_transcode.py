@@ -32,6 +32,7 @@ FREE_NETWORK = [
     sys.executable,
     "-c",
     "from streamdehaze.nets.dehazer import Dehazer\n"
+    "Dehazer._run.__name__  # fails loudly if the method it replaces is renamed\n"
     "Dehazer._run = lambda self, net, x, *args: x\n"
     "from streamdehaze.cli import entry; entry()",
 ]
