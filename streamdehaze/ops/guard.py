@@ -157,7 +157,7 @@ def clear_frame_strength(dark: Tensor, tiles: int = FLOOR_TILES) -> Tensor:
 
     The floor: in each tile of a ``tiles`` × ``tiles`` grid, the level that the darkest tenth
     (:data:`FLOOR_SHARE`) of the dark channel ``dark`` reaches; the frame's floor is the upper median of
-    the tiles' (the 9th darkest of 16).
+    the tiles' (the 9th darkest of 16 on the default 4 × 4 grid).
     Haze lies in front of nearly everything and lifts the floor everywhere; a clear frame keeps dark
     pixels (shadows, foliage, tyres) in most of its tiles, so its bright regions (a blue sky, a sunlit
     wall) are left alone too. The median ignores a dark region in a foggy frame (a dashboard, a
