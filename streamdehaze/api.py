@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from .devices import network_split, resolve_device
+from .devices import resolve_device
 from .errors import InputError
 from .frames import Frame
 from .pipeline.engine import Engine
@@ -116,17 +116,13 @@ def build_pipeline(
         tracks=tracks,
     )
     engine = model if isinstance(model, Engine) else None  # reused as it is (batch segments)
-    workers = 0  # CPU: batches whose network runs at once (devices.network_split)
     if engine is not None:
         dehazer, dev = engine.model, engine.device
     elif isinstance(model, nn.Module):
         dehazer, dev = model, _model_device(model)  # a ready model runs where it is
     else:
         dev = resolve_device(device)
-        workers, threads = network_split(dev)
-        dehazer = load_dehazer(model, weights, dev, backend, precision, flip_average, threads=threads)
-        if dehazer.info.get("backend") != "onnxruntime":
-            workers = 0  # torch's network: one call at a time, over every intra-op thread
+        dehazer = load_dehazer(model, weights, dev, backend, precision, flip_average)
     # yuv420p planes end to end only where both ends handle them (file → video file)
     if speed.use_device_yuv(dev) and isinstance(source, FileSource) and isinstance(sink, VideoFileSink):
         source.pix_fmt = "yuv420p"
@@ -134,14 +130,7 @@ def build_pipeline(
 
     if engine is None:
         engine = build_engine(
-            speed,
-            dehazer,
-            dev,
-            precision,
-            temporal=temporal,
-            coeff_hook=coeff_hook,
-            strength=strength,
-            cpu_workers=workers,
+            speed, dehazer, dev, precision, temporal=temporal, coeff_hook=coeff_hook, strength=strength
         )
     pipe = Pipeline(
         source,

@@ -39,22 +39,6 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {n} thread{'' if n == 1 else 's'})"
 
 
-def network_split(device: torch.device) -> tuple[int, int | None]:
-    """``(batches, threads)``: on the CPU, how many batches' networks a video job runs at once
-    (:class:`~.pipeline.engine.Engine`'s ``cpu_workers``) and onnxruntime's threads for each call.
-
-    Several single-threaded calls at once use the cores better than one call split over all of them
-    beside the decoder and the encoder: on 2 cores, ``run`` on a 720p clip took 0.70-0.80 of the time
-    of one two-thread call at a time (docs/performance.md). One batch per intra-op thread, at most 4
-    (each batch in flight holds its frames). ``(0, None)`` off the CPU.
-    """
-    if device.type != "cpu":
-        return 0, None
-    cores = max(1, torch.get_num_threads())
-    batches = min(cores, 4)
-    return batches, max(1, cores // batches)
-
-
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _allocator_tuned: bool | None = None
 

@@ -9,24 +9,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 import torch
 from children import default_sigint
 from click.testing import CliRunner
 from media import audio_packets, make_clip, read_index, read_video, truncate, video_times
-from test_onnx import needs_onnx
 
 from streamdehaze import dehaze_video
-from streamdehaze.api import build_pipeline
 from streamdehaze.cli import main
-from streamdehaze.devices import network_split
 from streamdehaze.nets.aecrnet import AECRNet
 from streamdehaze.weights import save_weights
 
@@ -109,25 +104,6 @@ def test_run_with_flip_average_says_so_and_changes_the_frames(vfr_clip, tmp_path
         assert ("aecrnet (flip average)" in result.output) == bool(flag)
         outs.append(torch.stack([torch.from_numpy(img).float() for _, _, img in read_video(out)]))
     assert 0 < float((outs[0] - outs[1]).abs().mean()) < 10  # the same dehazing, a slightly different result
-
-
-@needs_onnx
-def test_run_on_the_cpu_runs_the_networks_of_several_batches_at_once(vfr_clip, tmp_path):
-    batches, threads = network_split(torch.device("cpu"))
-    pipe = build_pipeline(vfr_clip, tmp_path / "api.mp4", batch=2, device="cpu")  # the shipped network, onnxruntime
-    assert pipe.engine.cpu_workers == batches and pipe.engine.model.net.threads == threads
-    assert pipe.run().frames_written == 10
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("streamdehaze-")]  # workers ended
-    out = tmp_path / "cli.mp4"
-    result = CliRunner().invoke(main, ["run", str(vfr_clip), "-o", str(out), "--batch", "2", "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    if batches > 1:
-        assert f"the network on {batches} batches at once" in result.output
-    assert video_times(out) == pytest.approx(video_times(vfr_clip), abs=1e-3)
-    assert np.array_equal(
-        np.stack([img for _, _, img in read_video(out)]),
-        np.stack([img for _, _, img in read_video(tmp_path / "api.mp4")]),
-    )
 
 
 def test_dehaze_video_api_returns_a_summary(vfr_clip, tmp_path):

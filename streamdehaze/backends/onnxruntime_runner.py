@@ -55,24 +55,18 @@ class OrtNetwork(nn.Module):
     """An ONNX network in onnxruntime: ``(B, 3, h, w)`` float → ``(B, 3, h, w)`` float32 output on ``x``'s device.
 
     ``model``: a file path or the model's bytes. The module has no parameters; an empty buffer on
-    ``device`` tells :attr:`Dehazer.device` where it runs. ``threads``: onnxruntime's threads per call
-    (default: torch's intra-op threads); calls from several threads at once are safe.
+    ``device`` tells :attr:`Dehazer.device` where it runs.
     """
 
     def __init__(
-        self,
-        model: str | os.PathLike | bytes,
-        device: torch.device | str = "cpu",
-        half: bool = False,
-        threads: int | None = None,
+        self, model: str | os.PathLike | bytes, device: torch.device | str = "cpu", half: bool = False
     ) -> None:
         super().__init__()
         (ort,) = require(RUNTIME, "--backend onnxruntime")
         self.run_device = torch.device(device)
         providers = providers_for(self.run_device, ort.get_available_providers(), half)
         options = ort.SessionOptions()
-        self.threads = max(1, threads or torch.get_num_threads())
-        options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = max(1, torch.get_num_threads())
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: no warnings on the terminal per run
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -149,14 +143,13 @@ def load_onnx_dehazer(
     info: dict[str, Any] | None = None,
     flip_average: bool = False,
     half: bool = False,
-    threads: int | None = None,
 ) -> Dehazer:
     """A :class:`Dehazer` over an ONNX file (or its bytes) run by onnxruntime on ``device``.
 
     ``info``: what is known of the weights (working size, ngf, ...), merged over the file's own
-    metadata (``model``, ``weights_sha256``, ``work_side``, ``ngf``); ``threads``: see :class:`OrtNetwork`.
+    metadata (``model``, ``weights_sha256``, ``work_side``, ``ngf``).
     """
-    net = OrtNetwork(model, device, half, threads)
+    net = OrtNetwork(model, device, half)
     meta = net.metadata
     if meta.get("model") and meta["model"] != name:
         raise ModelError(f"{model} holds a {meta['model']!r} network, not {name!r}; pass --model {meta['model']}")

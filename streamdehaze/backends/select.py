@@ -60,13 +60,11 @@ def load_dehazer(
     *,
     opset: int = DEFAULT_OPSET,
     log: Log = stderr_log,
-    threads: int | None = None,
 ) -> Dehazer:
     """A ready :class:`Dehazer` for ``model`` on ``device`` with ``backend``; ``info['backend']`` says which.
 
     ``weights``: a torch weight file (default: the shipped one) or, for onnxruntime, an ``.onnx`` file.
     ``precision``: what the engine will run (onnxruntime: fp32, or fp16 on CUDA from a ``--half`` export).
-    ``threads``: onnxruntime's threads per call (default: torch's intra-op threads; torch ignores it).
     """
     dev = resolve_device(device)
     chosen = resolve_backend(backend, model, weights, dev, precision)
@@ -82,20 +80,18 @@ def load_dehazer(
     if not is_onnx_file(weights):
         torch_model = load_model(model, weights=weights, device="cpu")  # exported from the CPU, then run on dev
         try:
-            return to_onnxruntime(torch_model, dev, precision, flip_average, opset=opset, log=log, threads=threads)
+            return to_onnxruntime(torch_model, dev, precision, flip_average, opset=opset, log=log)
         except ModelError as err:
             if backend != "auto":
                 raise
             log(f"onnxruntime backend not available ({err}); running torch")  # auto was only a speed choice
-            return load_dehazer(model, weights, dev, "torch", precision, flip_average)  # (threads: torch's own)
+            return load_dehazer(model, weights, dev, "torch", precision, flip_average)
     require(RUNTIME, "--backend onnxruntime")
     path = Path(weights)
     if not path.is_file():
         raise ModelError(f"ONNX file not found: {path} (pass a file written by 'streamdehaze export' with --weights)")
     multiple = MODELS[model].multiple
-    dehazer = load_onnx_dehazer(
-        path, dev, name=model, multiple=multiple, flip_average=flip_average, half=half, threads=threads
-    )
+    dehazer = load_onnx_dehazer(path, dev, name=model, multiple=multiple, flip_average=flip_average, half=half)
     if half and dehazer.net.input_dtype != torch.float16:
         raise InputError(f"--precision fp16: {path} is a float32 model; export one with 'streamdehaze export --half'")
     return dehazer
@@ -109,10 +105,8 @@ def to_onnxruntime(
     *,
     opset: int = DEFAULT_OPSET,
     log: Log = stderr_log,
-    threads: int | None = None,
 ) -> Dehazer:
-    """The same network as the torch ``dehazer``, run by onnxruntime on ``device`` (exported once, cached;
-    ``threads``: see :class:`~.onnxruntime_runner.OrtNetwork`)."""
+    """The same network as the torch ``dehazer``, run by onnxruntime on ``device`` (exported once, cached)."""
     dev = resolve_device(device)
     half = check_precision(precision, dev)
     require(RUNTIME, "--backend onnxruntime")  # the exporter's packages load only for an export (0.7 s)
@@ -120,14 +114,7 @@ def to_onnxruntime(
     info = {k: v for k, v in dehazer.info.items() if k != "backend"}
     flip = dehazer.flip_average if flip_average is None else flip_average
     return load_onnx_dehazer(
-        source,
-        dev,
-        name=dehazer.name,
-        multiple=dehazer.multiple,
-        info=info,
-        flip_average=flip,
-        half=half,
-        threads=threads,
+        source, dev, name=dehazer.name, multiple=dehazer.multiple, info=info, flip_average=flip, half=half
     )
 
 

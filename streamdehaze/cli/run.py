@@ -187,8 +187,6 @@ def command(
             detail += f", {info.frame_count} frames"
         backend = describe_backend(pipe.engine.model)
         how = f"on {device_name(pipe.engine.device)} via {backend}, batch {batch}, {precision}"
-        if pipe.engine.cpu_workers > 1:
-            how += f", the network on {pipe.engine.cpu_workers} batches at once"
         console.print(
             f"dehazing {source} ({detail}) with {name} {how} → {output}",
             highlight=False,

@@ -23,20 +23,10 @@ The compute section never waits for the host (no ``.cpu()``, ``.item()`` or page
 ``sync_check`` any sync there raises). Where the host must decide from the device's results (the
 keyframe plan with ``--keyframe-interval`` > 1, the optical flow of ``--temporal flow``, a hook's
 resets), a batch's phase 1 (prepare) is launched when it arrives and its host step and phase 2 one
-batch later, so the device prepares batch k while the host decides batch k - 1.
-
-On CPU an RGB batch on the coefficient path never becomes full-size float: the working-size frames
-are shrunk from the uint8 frames and the apply writes uint8 frames (:meth:`.stages.Stages.takes_uint8`).
-The steps run in the calling thread, except, with ``cpu_workers`` = N > 0, the core (network and
-fit) of each batch whose core does not depend on earlier batches (:meth:`.stages.Stages.core_runs_ahead`),
-which runs in one of N worker threads::
-
-    calling thread:  prepare + decide k ──► finish k - N (waits for its core) ──► return k - N
-    workers:         core k - N + 1 ... core k, at once
-
-so the network (onnxruntime releases the interpreter lock) runs on N batches at once, one thread
-each, beside the finishing, decoding and encoding, instead of one batch split over all cores. The
-output is the same to the bit; batches come back N later (:meth:`drain` returns the rest).
+batch later, so the device prepares batch k while the host decides batch k - 1. On CPU the same
+steps run synchronously, and an RGB batch on the coefficient path never becomes full-size float:
+the working-size frames are shrunk from the uint8 frames and the apply writes uint8 frames
+(:meth:`.stages.Stages.takes_uint8`).
 
 Controls from other threads (the preview: dehaze on/off, smoothing on/off, strength) go through
 :meth:`Engine.control` and are applied between batches by the thread that calls :meth:`submit`.
@@ -51,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any
 
@@ -89,9 +78,7 @@ class Engine:
     ``options``: GPU tuning switches (:class:`.tuning.EngineOptions`, resolved for the device);
     ``temporal``: smoothing settings (:class:`~.temporal_engine.TemporalSettings`); ``coeff_hook``: a
     caller's per-frame coefficient hook (:mod:`.stages`); ``strength``: the amount of dehazing in
-    [0, 1]; ``graph``: a stand-in for the CUDA graph wrapper of the core (tests); ``cpu_workers``: on the
-    CPU, threads that run the core of later batches while a batch is finished (0: none; see the module
-    docstring; for a network that is safe to call from several threads at once, such as onnxruntime's).
+    [0, 1]; ``graph``: a stand-in for the CUDA graph wrapper of the core (tests).
     Use :meth:`submit` for each batch (returns the batches that finished, oldest first, possibly
     none yet on CUDA), :meth:`poll` when idle, and :meth:`drain` at the end. :attr:`busy_s` is the
     compute time (CUDA events on GPU, wall time on CPU).
@@ -109,7 +96,6 @@ class Engine:
         coeff_hook: Any = None,
         strength: float = 1.0,
         graph: Wrapper | None = None,
-        cpu_workers: int = 0,
     ) -> None:
         self.model = model.eval() if isinstance(model, nn.Module) else model
         self.device = torch.device(device) if device is not None else _model_device(model)
@@ -138,9 +124,6 @@ class Engine:
         self._order: list[int] = []  # slot indices in flight, oldest first
         self._next = 0
         self._held: int | None = None
-        self.cpu_workers = max(0, cpu_workers) if self.device.type == "cpu" else 0
-        self._ahead: list[_Ahead] = []  # CPU: batches whose core runs in a worker, oldest first
-        self._workers: ThreadPoolExecutor | None = None
         if self.cuda:
             with torch.cuda.device(self.device):
                 self._upload, self._compute, self._download = (torch.cuda.Stream(self.device) for _ in range(3))
@@ -176,33 +159,29 @@ class Engine:
 
     def reset(self) -> None:
         """Start a new stream (e.g. the next file through the same engine): forget every frame seen."""
-        if self._order or self._ahead:
+        if self._order:
             raise RuntimeError("the engine still holds batches: drain() before reset()")
         self.stages.reset()
         self._shape = None
 
-    def _between_batches(self, frame_shape: tuple[int, ...]) -> list[list[Frame]]:
-        """Apply queued controls; a new frame size starts over (the old state does not fit it).
-        Returns the CPU's batches in flight, finished first: they keep the settings they were prepared with."""
+    def _between_batches(self, frame_shape: tuple[int, ...]) -> None:
+        """Apply queued controls; a new frame size starts over (the old state does not fit it)."""
         changes = self._controls.take()
-        new_shape = self._shape is not None and tuple(frame_shape) != self._shape
-        done = self._finish_ahead() if changes or new_shape else []
         if changes and self._held is not None:
             self._finish(self._held)  # the held batch keeps the settings it was prepared with
         self.stages.apply(changes)
-        if new_shape:
+        if self._shape is not None and tuple(frame_shape) != self._shape:
             if self._held is not None:
                 self._finish(self._held)
             self.stages.reset()
         self._shape = tuple(frame_shape)
-        return done
 
     # ------------------------------------------------------------------ tensors
 
     @property
     def pending(self) -> int:
         """Batches submitted and not yet returned."""
-        return len(self._order) + len(self._ahead)
+        return len(self._order)
 
     def _forward(self, x_uint8: torch.Tensor, meta: dict | None = None) -> torch.Tensor:
         """``(B, H, W, 3)`` (or yuv420p ``(B, 3H/2, W)``) uint8 on the device → the same layout, uint8."""
@@ -240,8 +219,6 @@ class Engine:
         with torch.inference_mode():
             p, self._ready = self._ready, None
             if p is None:
-                if self._ahead:
-                    raise RuntimeError("the engine still holds batches: drain() before infer()")
                 self._between_batches((3, *images.shape[1:3]) if x is None else tuple(x.shape[1:]))
                 if not self.stages.dehaze:
                     return images if x is None else x
@@ -261,7 +238,8 @@ class Engine:
         if not frames:
             return []
         if not self.cuda:
-            return self._submit_cpu(frames)
+            self._between_batches(frames[0].image.shape)
+            return [self._run_cpu(frames)]
         done = []
         with torch.cuda.device(self.device):  # the calling thread's current device may be another
             self._between_batches(frames[0].image.shape)
@@ -273,9 +251,7 @@ class Engine:
         return done
 
     def poll(self) -> list[list[Frame]]:
-        """Batches that have finished on the device (on CPU: whose core is done), without waiting on it."""
-        if not self.cuda:
-            return self._drain_cpu(only_ready=True)
+        """Batches that have finished on the device, without waiting (always empty on CPU)."""
         if self._held is not None and self._slots[self._held].prepared.ready():
             with torch.cuda.device(self.device):
                 self._finish(self._held)  # its host step would not wait: take it now, latency stays low
@@ -286,8 +262,6 @@ class Engine:
 
     def drain(self) -> list[list[Frame]]:
         """Wait for every batch in flight; returns them oldest first."""
-        if not self.cuda:
-            return self._drain_cpu()
         done = []
         while self._order:
             with torch.cuda.device(self.device):
@@ -300,63 +274,15 @@ class Engine:
         out = self.submit(frames) + self.drain()
         return np.stack([f.image for batch in out for f in batch])
 
-    # ------------------------------------------------------------------ CPU
-
-    def _submit_cpu(self, frames: list[Frame]) -> list[list[Frame]]:
+    def _run_cpu(self, frames: list[Frame]) -> list[Frame]:
         t0 = time.perf_counter()
-        done = self._between_batches(frames[0].image.shape)
-        images = torch.from_numpy(np.stack([f.image for f in frames]))
-        if self.cpu_workers and self.stages.core_runs_ahead(images):
-            with torch.inference_mode():
-                p = self.stages.prepare(None, images)
-                self.stages.decide(p)
-            if self._workers is None:
-                self._workers = ThreadPoolExecutor(self.cpu_workers, thread_name_prefix="streamdehaze-core")
-            p.ahead = self._workers.submit(self._core_in_worker, p.low)
-            self._ahead.append(_Ahead(frames, images, p))
-            while len(self._ahead) > self.cpu_workers:
-                done.append(self._finish_cpu(self._ahead.pop(0)))
-        else:  # in order: the batches ahead of this one first
-            done += self._finish_ahead()
-            done.append(self._finish_cpu(_Ahead(frames, images, None)))
+        images = np.stack([f.image for f in frames])
+        if self.stages.dehaze:
+            self._ready = _LAUNCH
+            images = self._forward(torch.from_numpy(images).to(self.device), frames[0].meta).cpu().numpy()
         self.busy_s += time.perf_counter() - t0
-        return done
-
-    def stop_workers(self) -> None:
-        """End the CPU's worker threads at the end of a stream, dropping batches still in flight (drain()
-        first to keep them); the next batch starts them again."""
-        if self._workers is not None:
-            self._workers.shutdown(wait=True, cancel_futures=True)
-            self._workers = None
-        self._ahead.clear()
-
-    def _core_in_worker(self, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What :meth:`Stages.finish_uint8` would compute for every frame of the batch (the same modes)."""
-        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-            return self.core.coefficients(low)
-
-    def _drain_cpu(self, only_ready: bool = False) -> list[list[Frame]]:
-        t0 = time.perf_counter()
-        done = self._finish_ahead(only_ready)
-        if done:
-            self.busy_s += time.perf_counter() - t0
-        return done
-
-    def _finish_ahead(self, only_ready: bool = False) -> list[list[Frame]]:
-        """The batches in flight on the CPU, oldest first (``only_ready``: those whose core is done)."""
-        done = []
-        while self._ahead and (not only_ready or self._ahead[0].prepared.ahead.done()):
-            done.append(self._finish_cpu(self._ahead.pop(0)))
-        return done
-
-    def _finish_cpu(self, batch: _Ahead) -> list[Frame]:
-        """A batch's remaining steps (all of them when it was not prepared yet): its frames, dehazed."""
-        images = batch.images
-        if batch.prepared is not None or self.stages.dehaze:
-            self._ready = batch.prepared or _LAUNCH  # _LAUNCH: controls and shape are handled, _infer prepares it
-            images = self._forward(images, batch.frames[0].meta)
-        self.frames += len(batch.frames)
-        return _with_images(batch.frames, images.numpy())
+        self.frames += len(frames)
+        return _with_images(frames, images)
 
     def _launch(self, index: int, frames: list[Frame]) -> None:
         """Upload a batch into slot ``index`` and launch its device work (phase 1 only, when the host decides)."""
@@ -421,15 +347,6 @@ class Engine:
         self.busy_s += slot.busy_s()
         self.frames += len(frames)
         return _with_images(frames, out)
-
-
-@dataclasses.dataclass
-class _Ahead:
-    """A CPU batch in flight: its frames, their uint8 pixels and what was prepared (None: not yet)."""
-
-    frames: list[Frame]
-    images: torch.Tensor
-    prepared: Prepared | None
 
 
 def _model_device(model: Any) -> torch.device:

@@ -186,8 +186,6 @@ class Pipeline:
         if self.live:  # a live read may be waiting out an outage (reconnecting): closing cuts it short
             self._close_source()
         stuck = [w.name for w in self._workers if not w.join(self.join_timeout)]
-        if "inference" not in stuck:
-            self.engine.stop_workers()  # the network's threads on the CPU (drained on a normal end)
         error = failure or next((w.error for w in self._workers if w.error is not None), None)
         status = "failed" if error is not None or stuck else ("interrupted" if interrupted else "done")
         if status == "done" and self._source_error is not None:

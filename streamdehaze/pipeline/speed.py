@@ -58,7 +58,6 @@ class SpeedSettings(SpeedGroup):
         coeff_hook: object = None,
         temporal: object = None,
         strength: float = 1.0,
-        cpu_workers: int = 0,
     ) -> Engine:
         """The :class:`~.engine.Engine` these settings describe (``temporal``: a
         :class:`~.temporal_engine.TemporalSettings` or None; see :func:`.temporal_engine.build_engine`)."""
@@ -77,7 +76,6 @@ class SpeedSettings(SpeedGroup):
             temporal=temporal,
             coeff_hook=coeff_hook,
             strength=strength,
-            cpu_workers=cpu_workers,
         )
 
     def use_device_yuv(self, device: torch.device | str) -> bool:

@@ -25,7 +25,6 @@ them. Controls (dehaze, temporal, strength) change only between batches (:meth:`
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +66,6 @@ class Prepared:
     flows: list[Tensor | None] = field(default_factory=list)
     motion: Motion | None = None  # the working-size motion, for motion-compensated smoothing
     small: Tensor | None = None  # (B, 3, h, w) the uint8 frames shrunk to the flow's size (flow's uint8 step)
-    ahead: Future | None = None  # the core's (a, b) for every frame, computing in a worker thread (CPU)
 
     def ready(self) -> bool:
         """Whether the host step would run without waiting (the small copies have landed)."""
@@ -184,17 +182,6 @@ class Stages:
         post = self.post if self.temporal else None
         return post is None or isinstance(post, FlowSmoother)
 
-    def core_runs_ahead(self, images: Tensor) -> bool:
-        """Whether the core of a batch of uint8 ``images`` may run while earlier batches are still being
-        finished: its frames are all keyframes (interval 1), so neither the plan nor the core's input
-        depends on what finishing them changes; no airlight smoothing sits between the core's calls."""
-        return (
-            self.dehaze
-            and self.transfer.keyframe_interval == 1
-            and not self._airlight_on()
-            and self.takes_uint8(images)
-        )
-
     def prepare(self, x: Tensor | None, images: Tensor | None = None) -> Prepared:
         """``x`` ``(B, 3, H, W)`` float in [0, 1] → the batch's working-size frames, state and host copies.
 
@@ -296,8 +283,6 @@ class Stages:
             if self._airlight_on():
                 cut_k = p.state.cut if p.keys is None else p.state.cut[p.keys]
                 a_k, b_k = self.core.coefficients_with(low_k, self.airlight.smooth(self.core.airlight(low_k), cut_k))
-            elif p.ahead is not None:  # started by the engine on p.low (every frame a keyframe)
-                a_k, b_k = p.ahead.result()
             else:
                 a_k, b_k = self.core.coefficients(low_k)
         a, b = self.bank.per_frame(a_k, b_k, p.index)

@@ -56,19 +56,19 @@ def build_engine(
     temporal: TemporalSettings | None = None,
     coeff_hook: Any = None,
     strength: float = 1.0,
-    cpu_workers: int = 0,
 ) -> Engine:
     """The engine for ``speed`` (a :class:`~.speed.SpeedSettings`), ``model`` and ``temporal`` (None: off).
 
     Build it once and feed it several streams with :meth:`~.engine.Engine.reset` between them.
-    A caller's own ``coeff_hook`` excludes ``temporal``; ``strength``: the amount of dehazing in [0, 1];
-    ``cpu_workers``: see :class:`~.engine.Engine`.
+    A caller's own ``coeff_hook`` excludes ``temporal``; ``strength``: the amount of dehazing in [0, 1].
     """
     if temporal is not None:
         temporal.config()  # validates the settings even when off
     if coeff_hook is not None and temporal is not None and temporal.on:
         raise ValueError("give either a coeff_hook or temporal settings, not both")
-    return speed.build_engine(model, device, precision, depth, coeff_hook, temporal, strength, cpu_workers=cpu_workers)
+    return speed.build_engine(
+        model, device, precision, depth, coeff_hook=coeff_hook, temporal=temporal, strength=strength
+    )
 
 
 __all__ = ["MODES", "TemporalSettings", "build_engine"]
