@@ -29,7 +29,6 @@ import tempfile
 from pathlib import Path
 
 import av
-
 from processes import CLI, compare, machine, print_json_or_machine, record, timed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,18 +63,17 @@ with av.open(src) as inp, av.open(dst, "w") as out:
 def repeated(clip: str, times: int, out: Path) -> str:
     """``clip``'s video packets ``times`` times in a row, timestamps shifted, as a new file ``out``."""
     with av.open(clip) as first:
-        packets = [p for p in first.demux(first.streams.video[0]) if p.dts is not None]
+        vin = first.streams.video[0]
+        packets = [p for p in first.demux(vin) if p.dts is not None]
         span = max(p.pts + p.duration for p in packets) - min(p.pts for p in packets)
-    with av.open(str(out), "w") as dst:
-        for k in range(times):
-            with av.open(clip) as inp:  # demuxed afresh: muxing hands a packet's data over
-                vin = inp.streams.video[0]
-                vout = vout if k else dst.add_stream_from_template(vin)
-                for p in inp.demux(vin):
-                    if p.dts is None:
-                        continue
-                    p.pts, p.dts, p.stream = p.pts + k * span, p.dts + k * span, vout
-                    dst.mux(p)
+        with av.open(str(out), "w") as dst:
+            vout = dst.add_stream_from_template(vin)
+            for k in range(times):
+                with av.open(clip) as inp:  # demuxed afresh: muxing hands a packet's data over
+                    for p in inp.demux(inp.streams.video[0]):
+                        if p.dts is not None:
+                            p.pts, p.dts, p.stream = p.pts + k * span, p.dts + k * span, vout
+                            dst.mux(p)
     return str(out)
 
 
