@@ -84,6 +84,14 @@ def test_fit_loss_scores_the_transferred_output(tmp_path, pairs):
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
 
+def through_fit(hazy: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """What the working-size transfer's fit makes of a network's output ``out`` for ``hazy``."""
+    from streamdehaze.ops.transfer_fit import fit_coefficients
+
+    a, b = fit_coefficients(hazy, out)
+    return a * hazy + b
+
+
 def test_teacher_outputs_are_the_targets(tmp_path, pairs):
     """``--teacher``: the loss is taken against what the teacher makes of the batch (at inference), not
     against the clear images, and the card says so."""
@@ -103,6 +111,13 @@ def test_teacher_outputs_are_the_targets(tmp_path, pairs):
     loss, l1, *_ = trainer.train_step(batch)
     assert float(l1) == pytest.approx(float(expected), rel=1e-5)
     assert float(l1) != pytest.approx(float(trainer.net(hazy).detach().abs().mean()), rel=1e-2)
+    # with --fit-loss both sides go through the transfer's fit: the student's output and the teacher's
+    fitted = Trainer(tiny(tmp_path, name="narrow_fit", teacher=str(teacher_file), fit_loss=True), progress=False)
+    with torch.no_grad():
+        student, teacher = copy.deepcopy(fitted.net)(hazy), load_model("aecrnet", teacher_file, "cpu")(hazy)
+        expected = (through_fit(hazy, student) - through_fit(hazy, teacher)).abs().mean()
+    _, l1, *_ = fitted.train_step(batch)
+    assert float(l1) == pytest.approx(float(expected), rel=1e-5)
     train(tiny(tmp_path, name="student", teacher=str(teacher_file), steps=2), progress=False)
     _, card, _ = export_checkpoint(tmp_path / "student" / "last.pt", tmp_path / "student.pt")
     assert "`teacher.pt`'s outputs on the same inputs" in card.read_text()

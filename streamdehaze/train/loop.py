@@ -197,6 +197,9 @@ class Trainer:
         if self.teacher is not None:  # distillation: the target is what the teacher makes of the same input
             with torch.no_grad(), torch.autocast(dev.type, enabled=False):
                 clear = self.teacher(hazy.float())
+                if self.cfg.fit_loss:  # both through the transfer's fit: the student matches what inference delivers
+                    a, b = fit_coefficients(hazy.float(), clear)
+                    clear = a * hazy.float() + b
         self.opt.zero_grad(set_to_none=True)
         sums = torch.zeros(3, device=dev)
         for j in range(k):
