@@ -134,7 +134,8 @@ _OPTIONS = [
         "--fit-loss/--no-fit-loss",
         default=None,
         help="Compute the losses on the network's output after the working-size transfer's affine fit "
-        "(what --work-size inference delivers), not on the raw output [off].",
+        "(what --work-size inference delivers), not on the raw output; with --teacher the teacher's output "
+        "goes through the fit too [off].",
     ),
     click.option(
         "--shadow-loss",
