@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import signal
 
@@ -119,8 +120,13 @@ def test_teacher_outputs_are_the_targets(tmp_path, pairs):
     _, l1, *_ = fitted.train_step(batch)
     assert float(l1) == pytest.approx(float(expected), rel=1e-5)
     train(tiny(tmp_path, name="student", teacher=str(teacher_file), steps=2), progress=False)
-    _, card, _ = export_checkpoint(tmp_path / "student" / "last.pt", tmp_path / "student.pt")
-    assert "`teacher.pt`'s outputs on the same inputs" in card.read_text()
+    teacher_digest = hashlib.sha256(teacher_file.read_bytes()).hexdigest()
+    teacher_file.write_bytes(b"replaced after training")  # the card names the teacher the run learnt from
+    _, card, _ = export_checkpoint(tmp_path / "student" / "last.pt", tmp_path / "models" / "student.pt")
+    text = card.read_text()
+    assert "`teacher.pt`'s outputs on the same inputs" in text
+    # the teacher's checksum and a link to its card (its own figures), relative to the student's card
+    assert f"sha256 `{teacher_digest[:16]}…`" in text and "its card: [teacher.md](../teacher.md)" in text
 
 
 @pytest.mark.parametrize("cr", [0.0, 0.1])

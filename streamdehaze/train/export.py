@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ModelError, TrainError
 from ..nets.aecrnet import AECRNet, count_parameters
-from ..weights import apply_state_dict, save_weights, trained_work_side
+from ..weights import apply_state_dict, save_weights, sha256, trained_work_side
 from .checkpoint import read_checkpoint
 from .config import TrainConfig
 from .losses import CR_WEIGHTS
@@ -38,6 +38,9 @@ def export_meta(ckpt: dict[str, Any], metrics: dict[str, Any], work_side: int | 
         "work_side_trained": list(cfg.work_side) if cfg.work_side[1] else None,
         "init": Path(cfg.init).name if cfg.init else None,
         "teacher": Path(cfg.teacher).name if cfg.teacher else None,
+        # the checksum the run recorded (older runs: the file's, if it is still there)
+        "teacher_sha256": ckpt.get("teacher_sha256")
+        or (sha256(cfg.teacher) if cfg.teacher and Path(cfg.teacher).is_file() else None),
         "trained_with": "streamdehaze train",
         "checkpoint": Path(ckpt["path"]).name,
         "steps": int(ckpt["step"]),
@@ -143,10 +146,26 @@ def _work_text(meta: dict[str, Any]) -> str:
     return text
 
 
+def _teacher_text(meta: dict[str, Any], card: str | None) -> str:
+    """Which weights a distilled network learnt from: the file, its checksum and its card (its own figures)."""
+    known = [f"sha256 `{meta['teacher_sha256'][:16]}…`"] if meta.get("teacher_sha256") else []
+    known += [f"its card: [{Path(card).name}]({card})"] if card else []
+    more = f"; {', '.join(known)}" if known else ""
+    return f"`{meta['teacher']}`'s outputs on the same inputs (distilled, `--teacher`{more})"
+
+
 def card_text(
-    name: str, digest: str, meta: dict[str, Any], ngf: int, params: int, half: bool, base: Path | None = None
+    name: str,
+    digest: str,
+    meta: dict[str, Any],
+    ngf: int,
+    params: int,
+    half: bool,
+    base: Path | None = None,
+    teacher_card: str | None = None,
 ) -> str:
-    """The card's markdown; ``base``: the folder data paths are written relative to (see :func:`relative_path`)."""
+    """The card's markdown; ``base``: the folder data paths are written relative to (see :func:`relative_path`);
+    ``teacher_card``: a link to the teacher's card, relative to this card's folder."""
     loss, val = meta["loss"], meta["validation"]
     rec = {"l1": "L1", "l2": "L2 (MSE)"}[loss.get("rec", "l1")]
     if loss.get("fit"):
@@ -174,11 +193,7 @@ def card_text(
             f"{meta['crop']}×{meta['crop']} crops, {meta.get('augment', 'dihedral')} flips, seed {meta['seed']})"
             + (f", started from `{meta['init']}`" if meta.get("init") else ""),
         ),
-        *(
-            [("targets", f"`{meta['teacher']}`'s outputs on the same inputs (distilled, `--teacher`)")]
-            if meta.get("teacher")
-            else []
-        ),
+        *([("targets", _teacher_text(meta, teacher_card))] if meta.get("teacher") else []),
         *(
             [("weight average", ", ".join(f"`{a['checkpoint']}` (step {a['step']:,})" for a in meta["averaged"]))]
             if meta.get("averaged")
@@ -249,7 +264,9 @@ def export_checkpoint(
         meta["notes"] = notes
     digest = save_weights(output, net.eval(), "aecrnet", meta=meta, half=half)
     base = repository_root(output) or output.parent.absolute()
-    text = card_text(output.stem, digest, meta, cfg.ngf, count_parameters(net), half, base)
+    teacher = Path(cfg.teacher).with_suffix(".md") if cfg.teacher else None  # the card beside the teacher's weights
+    link = Path(os.path.relpath(teacher, output.parent)).as_posix() if teacher and teacher.is_file() else None
+    text = card_text(output.stem, digest, meta, cfg.ngf, count_parameters(net), half, base, link)
     if notes:
         text += f"\n{notes.strip()}\n"
     card = output.with_suffix(".md")

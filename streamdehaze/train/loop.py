@@ -29,7 +29,7 @@ from ..devices import device_name
 from ..errors import ModelError, TrainError
 from ..nets.aecrnet import AECRNet
 from ..ops.transfer_fit import fit_coefficients
-from ..weights import apply_state_dict, read_weights
+from ..weights import apply_state_dict, read_weights, sha256
 from . import distributed as D
 from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RUNTIME_KEYS, TrainConfig, check_resume_compatible
@@ -104,6 +104,7 @@ class Trainer:
         self.loss = DehazeLoss(cr, cfg.cr_weight, cfg.rec_loss, cfg.shadow_weight, cfg.colour_weight)
         self._build_model()
         self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
+        self.teacher_sha256 = sha256(cfg.teacher) if cfg.teacher else None  # named on the exported card
         self.out = Path(cfg.out)
         self.stop_requested = False
         self.progress_enabled = progress and self.info.is_main
@@ -172,6 +173,7 @@ class Trainer:
             "rng": rng_state(),
             "config": self.cfg.to_dict(),
             "encoder": self.encoder_info,
+            "teacher_sha256": self.teacher_sha256,
             "best": self.best,
             "hardware": f"{self.info.world_size}× {device_name(self.info.device)}",
             "world_size": self.info.world_size,
