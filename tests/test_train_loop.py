@@ -119,6 +119,9 @@ def test_teacher_outputs_are_the_targets(tmp_path, pairs):
         expected = (through_fit(hazy, student) - through_fit(hazy, teacher)).abs().mean()
     _, l1, *_ = fitted.train_step(batch)
     assert float(l1) == pytest.approx(float(expected), rel=1e-5)
+    train(tiny(tmp_path, name="student_fit", teacher=str(teacher_file), fit_loss=True, steps=1), progress=False)
+    _, card, _ = export_checkpoint(tmp_path / "student_fit" / "last.pt", tmp_path / "student_fit.pt")
+    assert "`teacher.pt`'s outputs on the same inputs through the same fit" in card.read_text()
     train(tiny(tmp_path, name="student", teacher=str(teacher_file), steps=2), progress=False)
     teacher_digest = hashlib.sha256(teacher_file.read_bytes()).hexdigest()
     teacher_file.write_bytes(b"replaced after training")  # the card names the teacher the run learnt from

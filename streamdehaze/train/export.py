@@ -151,7 +151,8 @@ def _teacher_text(meta: dict[str, Any], card: str | None) -> str:
     known = [f"sha256 `{meta['teacher_sha256'][:16]}…`"] if meta.get("teacher_sha256") else []
     known += [f"its card: [{Path(card).name}]({card})"] if card else []
     more = f"; {', '.join(known)}" if known else ""
-    return f"`{meta['teacher']}`'s outputs on the same inputs (distilled, `--teacher`{more})"
+    fitted = " through the same fit" if meta.get("loss", {}).get("fit") else ""
+    return f"`{meta['teacher']}`'s outputs on the same inputs{fitted} (distilled, `--teacher`{more})"
 
 
 def card_text(
