@@ -102,6 +102,26 @@ def test_errors_are_one_clear_line(tmp_path, args, message):
     assert not (tmp_path / "o").exists()  # no output folder, not even an empty one
 
 
+def test_image_output_may_name_the_file_for_a_single_image(tmp_path):
+    write_image(tmp_path / "a.png", np.full((12, 16, 3), 120, np.uint8))
+    write_image(tmp_path / "b.png", np.full((12, 16, 3), 90, np.uint8))
+    out = tmp_path / "new" / "clear.jpg"
+    result = CliRunner().invoke(main, ["image", str(tmp_path / "a.png"), "-o", str(out), "-m", "dcp"])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and read_image(out).shape == (12, 16, 3) and files(out.parent) == ["clear.jpg"]
+    assert f"to {out}" in result.output.replace("\n", "")  # (the console wraps long lines)
+    # several images and a file name: one line, nothing written
+    result = CliRunner().invoke(
+        main, ["image", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "x.png")]
+    )
+    assert result.exit_code != 0 and "names one image file, but there are 2 images" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
+    # an existing folder whose name looks like an image stays a folder
+    (tmp_path / "odd.png").mkdir()
+    result = CliRunner().invoke(main, ["image", str(tmp_path / "a.png"), "-o", str(tmp_path / "odd.png"), "-m", "dcp"])
+    assert result.exit_code == 0 and files(tmp_path / "odd.png") == ["a.png"]
+
+
 def test_image_makes_no_folder_when_no_image_could_be_written_and_keeps_what_was(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     write_image(tmp_path / "a_ok.png", np.full((8, 8, 3), 90, np.uint8))

@@ -1,4 +1,4 @@
-"""``streamdehaze image``: dehaze still images into a folder."""
+"""``streamdehaze image``: dehaze still images into a folder (or one image into a file)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..choices import DEFAULT_GUARD, STILLS_TRANSFER_FIT
 from ..errors import InputError
-from ..io.preflight import check_weights, check_writable_folder
+from ..io.preflight import IMAGE_EXTENSIONS, check_weights, check_writable_folder
 from ..io.stills import expand_inputs, read_image, write_image
 from ..work_size import parse_work_size
 from .common import console, device_option, model_option, weights_option
@@ -28,6 +28,18 @@ def _output_paths(inputs: list[Path], out_dir: Path) -> list[Path]:
     return outs
 
 
+def _targets(inputs: list[Path], output: Path) -> tuple[Path, list[Path]]:
+    """The folder to write into and each input's output file: ``OUTPUT/<name>.png``, or, for a single
+    image and an ``OUTPUT`` with an image extension (not an existing folder), ``OUTPUT`` itself."""
+    if output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir():
+        if len(inputs) != 1:
+            raise InputError(
+                f"--output {output} names one image file, but there are {len(inputs)} images; give a folder"
+            )
+        return output.parent, [output]
+    return output, _output_paths(inputs, output)
+
+
 def _remove_empty(folders: list[Path]) -> None:
     """Remove ``folders`` (deepest first) where they are empty."""
     for folder in folders:
@@ -39,7 +51,13 @@ def _remove_empty(folders: list[Path]) -> None:
 
 @click.command("image")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Folder for DIR/<name>.png.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(),
+    help="Folder for DIR/<name>.png; for a single image also a file name (out.png, out.jpg, ...).",
+)
 @model_option
 @weights_option
 @setting_options("flip_average")
@@ -58,7 +76,8 @@ def command(
     guard: str,
     strength: float,
 ) -> None:
-    """Dehaze images (files, folders or globs) and write OUTPUT/<input name>.png.
+    """Dehaze images (files, folders or globs) and write OUTPUT/<input name>.png (one image: OUTPUT may
+    also be the file to write, by its extension).
 
     Stops at the first image that cannot be read (one line says which; the images written before
     it stay); OUTPUT is created only once there is an image to write.
@@ -66,11 +85,11 @@ def command(
     \b
     Examples:
       streamdehaze image samples/foggy_road.jpg --output out/
+      streamdehaze image samples/foggy_road.jpg --output clear_road.png
       streamdehaze image 'photos/*.jpg' --output out/ --model dcp
     """
     paths = expand_inputs(inputs)
-    out_dir = Path(output)
-    outs = _output_paths(paths, out_dir)
+    out_dir, outs = _targets(paths, Path(output))
     check_writable_folder(out_dir)  # before the model loads
     check_weights(weights)
     from ..backends.select import describe_backend, load_dehazer
@@ -102,4 +121,5 @@ def command(
     how += ", flip average" if flip_average else ""
     how += "" if strength == 1 else f", strength {strength:g}"
     via = f"on {dehazer.device} via {describe_backend(dehazer)}"
-    console.print(f"wrote {len(paths)} image(s) to {out_dir} with {model} {via} ({how})", highlight=False)
+    where = outs[0] if out_dir != Path(output) else out_dir
+    console.print(f"wrote {len(paths)} image(s) to {where} with {model} {via} ({how})", highlight=False)
