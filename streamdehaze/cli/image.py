@@ -121,5 +121,4 @@ def command(
     how += ", flip average" if flip_average else ""
     how += "" if strength == 1 else f", strength {strength:g}"
     via = f"on {dehazer.device} via {describe_backend(dehazer)}"
-    where = outs[0] if out_dir != Path(output) else out_dir
-    console.print(f"wrote {len(paths)} image(s) to {where} with {model} {via} ({how})", highlight=False)
+    console.print(f"wrote {len(paths)} image(s) to {output} with {model} {via} ({how})", highlight=False)

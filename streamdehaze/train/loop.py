@@ -63,6 +63,12 @@ class TrainResult:
     interrupted: bool = False
 
 
+def _through_fit(hazy: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """What the working-size transfer's affine fit makes of a network's ``out`` for ``hazy`` (fp32)."""
+    a, b = fit_coefficients(hazy.float(), out.float())
+    return a * hazy.float() + b
+
+
 class Trainer:
     """Builds everything (all checks happen here, before any step) and runs the loop."""
 
@@ -200,8 +206,7 @@ class Trainer:
             with torch.no_grad(), torch.autocast(dev.type, enabled=False):
                 clear = self.teacher(hazy.float())
                 if self.cfg.fit_loss:  # both through the transfer's fit: the student matches what inference delivers
-                    a, b = fit_coefficients(hazy.float(), clear)
-                    clear = a * hazy.float() + b
+                    clear = _through_fit(hazy, clear)
         self.opt.zero_grad(set_to_none=True)
         sums = torch.zeros(3, device=dev)
         for j in range(k):
@@ -212,8 +217,7 @@ class Trainer:
                     out = self.model(hazy[j::k])
                     if self.cfg.fit_loss:  # what the working-size transfer makes of the output (fp32 sums)
                         with torch.autocast(dev.type, enabled=False):
-                            a, b = fit_coefficients(hazy[j::k].float(), out.float())
-                            out = a * hazy[j::k].float() + b
+                            out = _through_fit(hazy[j::k], out)
                     terms = self.loss(out.float(), clear[j::k], hazy[j::k])
                 if saved is not None:  # running statistics follow micro-batch 0 (see module doc)
                     with torch.no_grad():
